@@ -1,0 +1,90 @@
+from django.conf import settings
+from django.db import models
+
+
+def default_retention_days() -> int:
+    return settings.GATEHOUSE_DEFAULT_RETENTION_DAYS
+
+
+class Connection(models.Model):
+    """An upstream target that agents reach through Gatehouse.
+
+    The credentials are stored encrypted (see connections.credentials) and are
+    decrypted only in the gateway's memory when a session opens. Permission to
+    use a connection is a django-guardian object permission (`connect`).
+    """
+
+    class Kind(models.TextChoices):
+        POSTGRES = "postgres", "PostgreSQL"
+
+    class TlsMode(models.TextChoices):
+        DISABLE = "disable", "disable"
+        REQUIRE = "require", "require"
+        VERIFY_FULL = "verify-full", "verify-full"
+
+    name = models.SlugField(max_length=63, unique=True, help_text="What clients put in dbname=.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POSTGRES)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=5432)
+    database = models.CharField(max_length=63)
+    username = models.CharField(max_length=63)
+    encrypted_credentials = models.TextField(blank=True, editable=False)
+    tls_mode = models.CharField(max_length=16, choices=TlsMode.choices, default=TlsMode.REQUIRE)
+    tls_ca_pem = models.TextField(blank=True, help_text="CA bundle for verify-full; empty means the system store.")
+    retention_days = models.PositiveIntegerField(default=default_retention_days)
+    record_max_rows = models.PositiveIntegerField(default=1000, help_text="Result rows recorded per statement.")
+    record_max_bytes = models.PositiveIntegerField(default=1 << 20, help_text="Result bytes recorded per statement.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("connect", "Can open sessions through the gateway")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServiceAccount(models.Model):
+    """A non-human identity (a CI bot, an agent) that authenticates with tokens.
+
+    Each account is backed by a Django user so that django-guardian can hold
+    its object permissions. All tokens of an account share one SCRAM salt:
+    the salt is sent before the client proves which token it holds.
+    """
+
+    name = models.SlugField(max_length=63, unique=True, help_text="What clients put in user=.")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
+    scram_salt = models.CharField(max_length=44, editable=False)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccessToken(models.Model):
+    """A bearer secret of a service account; only hashes of it are stored.
+
+    `token_hash` (SHA-256) checks cleartext logins; `scram_verifier` (in
+    PostgreSQL's `SCRAM-SHA-256$iter:salt$StoredKey:ServerKey` form) checks
+    SCRAM logins without ever holding the token.
+    """
+
+    account = models.ForeignKey(ServiceAccount, on_delete=models.CASCADE, related_name="tokens")
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public id, shown at the start of the token.")
+    token_hash = models.CharField(max_length=64, editable=False)
+    scram_verifier = models.CharField(max_length=200, editable=False)
+    expires_at = models.DateTimeField()
+    revoked = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.account.name}/{self.prefix}"

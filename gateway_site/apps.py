@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class GatewaySiteConfig(AppConfig):
+    name = "gateway_site"

@@ -1,0 +1,227 @@
+"""Gatehouse settings: one file, every knob an environment variable.
+
+The embedded default needs no other service: SQLite, the in-memory channel
+layer, and recordings, keys and the listener certificate under
+GATEHOUSE_DATA_DIR. DATABASE_URL switches to PostgreSQL, REDIS_URL to
+channels_redis. Secrets may come from a file named by `<NAME>_FILE`.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    """Read NAME, or the contents of the file named by NAME_FILE."""
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        return Path(file_name).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env(name, "true" if default else "false").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_number(name: str, default: float, minimum: float = 0) -> float:
+    raw = env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    value = env_number(name, default, minimum)
+    if value != int(value):
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value}")
+    return int(value)
+
+
+def data_path(name: str, default: Path) -> Path:
+    return Path(env(name, str(default))).expanduser().resolve()
+
+
+GATEHOUSE_DATA_DIR = data_path("GATEHOUSE_DATA_DIR", BASE_DIR / "data")
+GATEHOUSE_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _load_or_create_secret_key() -> str:
+    """The Django secret key, from the environment or a file made on first run."""
+    configured = env("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    key_file = GATEHOUSE_DATA_DIR / "django-secret-key"
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _load_or_create_secret_key()
+DEBUG = env_bool("GATEHOUSE_DEBUG", False)
+ALLOWED_HOSTS = [h for h in env("GATEHOUSE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env("GATEHOUSE_CSRF_TRUSTED_ORIGINS").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "guardian",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "gateway_site",
+    "connections",
+    "recordings",
+    "approvals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "gateway_site.urls"
+ASGI_APPLICATION = "gateway_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if env("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL"), conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": GATEHOUSE_DATA_DIR / "gatehouse.sqlite3",
+            # WAL lets the gateway write while the admin reads; IMMEDIATE avoids
+            # "database is locked" when two threads upgrade a read to a write.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+if env("REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [env("REDIS_URL")]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous object permissions
+GUARDIAN_MONKEY_PATCH_USER = False
+
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+LOGIN_REDIRECT_URL = "/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = GATEHOUSE_DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("GATEHOUSE_LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "twisted": {"level": "WARNING"}},
+}
+
+# --- Gatehouse ---------------------------------------------------------------
+
+# Encrypts upstream credentials at rest (Fernet). Made on first use.
+GATEHOUSE_CREDENTIALS_KEY_FILE = data_path(
+    "GATEHOUSE_CREDENTIALS_KEY_FILE", GATEHOUSE_DATA_DIR / "keys" / "credentials.key"
+)
+# Signs sealed recordings (Ed25519). Made on first use.
+GATEHOUSE_SIGNING_KEY_FILE = data_path(
+    "GATEHOUSE_SIGNING_KEY_FILE", GATEHOUSE_DATA_DIR / "keys" / "recording-signing.key"
+)
+# The listeners' certificate; a self-signed one is made on first run if unset.
+GATEHOUSE_TLS_CERT_FILE = data_path("GATEHOUSE_TLS_CERT_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.crt")
+GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.key")
+
+GATEHOUSE_RECORDINGS_DIR = data_path("GATEHOUSE_RECORDINGS_DIR", GATEHOUSE_DATA_DIR / "recordings")
+GATEHOUSE_RECORDING_FLUSH_SECONDS = env_number("GATEHOUSE_RECORDING_FLUSH_SECONDS", 0.2, minimum=0.01)
+
+# Plain-text PostgreSQL clients are refused unless this is on.
+GATEHOUSE_PG_ALLOW_PLAINTEXT = env_bool("GATEHOUSE_PG_ALLOW_PLAINTEXT", False)
+# Idle upstream connections kept per (connection, startup parameters).
+GATEHOUSE_PG_POOL_SIZE = env_int("GATEHOUSE_PG_POOL_SIZE", 4)
+GATEHOUSE_PG_POOL_IDLE_SECONDS = env_number("GATEHOUSE_PG_POOL_IDLE_SECONDS", 60)
+GATEHOUSE_PG_CONNECT_TIMEOUT = env_number("GATEHOUSE_PG_CONNECT_TIMEOUT", 10, minimum=0.1)
+
+GATEHOUSE_TOKEN_DEFAULT_TTL = env("GATEHOUSE_TOKEN_DEFAULT_TTL", "24h")
+GATEHOUSE_TOKEN_SCRAM_ITERATIONS = env_int("GATEHOUSE_TOKEN_SCRAM_ITERATIONS", 4096, minimum=1)
+GATEHOUSE_DEFAULT_RETENTION_DAYS = env_int("GATEHOUSE_DEFAULT_RETENTION_DAYS", 90, minimum=1)
