@@ -225,3 +225,7 @@ GATEHOUSE_PG_CONNECT_TIMEOUT = env_number("GATEHOUSE_PG_CONNECT_TIMEOUT", 10, mi
 GATEHOUSE_TOKEN_DEFAULT_TTL = env("GATEHOUSE_TOKEN_DEFAULT_TTL", "24h")
 GATEHOUSE_TOKEN_SCRAM_ITERATIONS = env_int("GATEHOUSE_TOKEN_SCRAM_ITERATIONS", 4096, minimum=1)
 GATEHOUSE_DEFAULT_RETENTION_DAYS = env_int("GATEHOUSE_DEFAULT_RETENTION_DAYS", 90, minimum=1)
+# "scram" (default) or "password": cleartext token, accepted only inside TLS.
+GATEHOUSE_PG_CLIENT_AUTH = env("GATEHOUSE_PG_CLIENT_AUTH", "scram")
+if GATEHOUSE_PG_CLIENT_AUTH not in ("scram", "password"):
+    raise ImproperlyConfigured("GATEHOUSE_PG_CLIENT_AUTH must be scram or password")

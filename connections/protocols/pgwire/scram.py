@@ -44,10 +44,7 @@ class ScramVerifier:
             raise ScramError(f"malformed SCRAM verifier: {exc}") from None
 
     def __str__(self) -> str:
-        return (
-            f"{MECHANISM}${self.iterations}:{b64(self.salt)}$"
-            f"{b64(self.stored_key)}:{b64(self.server_key)}"
-        )
+        return f"{MECHANISM}${self.iterations}:{b64(self.salt)}${b64(self.stored_key)}:{b64(self.server_key)}"
 
 
 def b64(data: bytes) -> str:
@@ -112,8 +109,10 @@ class ScramServerExchange:
         decoy_salt: bytes,
         channel_binding: bytes | None = None,
     ) -> None:
-        self.candidates = verifiers
         first = verifiers[0][1] if verifiers else None
+        # The salt and count go out before the proof, so only verifiers that
+        # share the first one's can match (older tokens under an old count cannot).
+        self.candidates = [(o, v) for o, v in verifiers if (v.salt, v.iterations) == (first.salt, first.iterations)]
         self.salt = first.salt if first else decoy_salt
         self.iterations = first.iterations if first else 4096
         self.channel_binding = channel_binding

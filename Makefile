@@ -1,0 +1,47 @@
+# Gatehouse: `make run` starts a gateway node, `make test` runs the checks and the whole suite.
+# Needs only python3 (3.11+) to begin with; everything else goes into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# A copy of the requirements last installed: pip runs again only when they change.
+STAMP := $(VENV)/.installed-requirements.txt
+
+HTTP ?= 127.0.0.1:8000
+PG ?= 127.0.0.1:15432
+
+.PHONY: run test lint bench-pg venv clean
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG)
+
+test: lint
+	$(PY) -m pytest tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-pg: venv
+	$(PY) bench/pg_bench.py
+
+venv:
+	@if [ ! -x $(PY) ]; then \
+		echo "Creating $(VENV) with $(PYTHON)"; \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+			|| { echo "Gatehouse needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }; \
+		$(PYTHON) -m venv $(VENV) \
+			|| { echo "python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv"; exit 1; }; \
+	fi
+	@if ! cmp -s requirements.txt $(STAMP); then \
+		echo "Installing requirements into $(VENV)"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt \
+			&& cp requirements.txt $(STAMP); \
+	fi
+
+clean:
+	rm -rf .pytest_cache .ruff_cache bench/out
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

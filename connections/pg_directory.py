@@ -1,0 +1,120 @@
+"""The Django side of the PostgreSQL engine: who may log in, and where sessions are recorded.
+
+The engine calls this at the edges of a session only: one lookup when a
+client logs in, one INSERT when its session opens, and a sealing UPDATE after
+it ends (from the recording flusher). Token last-use times are batched.
+"""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from connections.access import GatewayLogin, lookup_gateway_login, record_token_use
+from connections.credentials import decrypt_credentials
+from connections.models import Connection, ServiceAccount
+from connections.protocols.pgwire.scram import ScramError, ScramVerifier
+from connections.protocols.pgwire.targets import PgLogin, PgTarget, PgToken
+from recordings.actions import open_session
+from recordings.writer import RecordingFlusher, RecordingWriter
+
+logger = logging.getLogger(__name__)
+
+TOKEN_USE_FLUSH_SECONDS = 5.0
+
+
+class RecordedSession:
+    """The engine's handle on an open session: `record` appends to its recording."""
+
+    def __init__(self, session_id: str, writer: RecordingWriter) -> None:
+        self.session_id = session_id
+        self.writer = writer
+        self.record = writer.event
+
+
+def _token(row) -> PgToken | None:
+    try:
+        return PgToken(row.id, ScramVerifier.parse(row.scram_verifier), row.token_hash)
+    except ScramError:
+        logger.error("token %s has a malformed SCRAM verifier; ignoring it", row.id)
+        return None
+
+
+def _target(connection: dict) -> PgTarget:
+    credentials = decrypt_credentials(connection["encrypted_credentials"])
+    return PgTarget(
+        name=connection["name"],
+        host=connection["host"],
+        port=connection["port"],
+        database=connection["database"],
+        user=connection["username"],
+        password=credentials.get("password"),
+        tls_mode=connection["tls_mode"],
+        ca_pem=connection["tls_ca_pem"],
+        max_rows=connection["record_max_rows"],
+        max_bytes=connection["record_max_bytes"],
+    )
+
+
+class DjangoPgDirectory:
+    """Implements the engine's PgDirectory with the ORM and the recording store."""
+
+    def __init__(self, flusher: RecordingFlusher) -> None:
+        self.flusher = flusher
+        self.used_tokens: set[int] = set()
+        self._token_task: asyncio.Task | None = None
+
+    async def lookup(self, agent: str, connection: str) -> PgLogin | None:
+        login: GatewayLogin | None = await database_sync_to_async(lookup_gateway_login)(
+            agent, connection, timezone.now()
+        )
+        if login is None:
+            return None
+        tokens = [token for token in map(_token, login.tokens) if token is not None]
+        target = _target(login.connection) if login.connection else None
+        return PgLogin(account=login.account_name, tokens=tokens, target=target, context=login)
+
+    async def open_session(
+        self, login: PgLogin, token: PgToken, client_addr: str, application_name: str
+    ) -> RecordedSession:
+        connection = login.context.connection
+        session, writer = await database_sync_to_async(open_session)(
+            # Instances built from the login lookup, so opening costs one INSERT.
+            connection=Connection(
+                id=connection["id"], name=connection["name"], retention_days=connection["retention_days"]
+            ),
+            account=ServiceAccount(id=login.context.account_id, name=login.account),
+            actor=f"agent:{login.account}",
+            client_addr=client_addr,
+            application_name=application_name,
+        )
+        self.used_tokens.add(token.id)
+        self.flusher.register(writer)
+        return RecordedSession(str(session.public_id), writer)
+
+    def close_session(self, handle: RecordedSession, status: str, reason: str, counters: dict) -> None:
+        if reason:
+            handle.record("closed", {"reason": reason})
+        handle.writer.close(status, counters)
+
+    def start(self) -> None:
+        self._token_task = asyncio.ensure_future(self._record_token_use_forever())
+
+    async def stop(self) -> None:
+        if self._token_task is not None:
+            self._token_task.cancel()
+        await self._flush_token_use()
+
+    async def _record_token_use_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TOKEN_USE_FLUSH_SECONDS)
+            await self._flush_token_use()
+
+    async def _flush_token_use(self) -> None:
+        ids, self.used_tokens = self.used_tokens, set()
+        if ids:
+            try:
+                await database_sync_to_async(record_token_use)(ids, timezone.now())
+            except Exception:
+                logger.exception("could not record token use")

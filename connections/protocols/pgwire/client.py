@@ -1,0 +1,401 @@
+"""The client side of a PostgreSQL session through Gatehouse.
+
+An explicit state machine: STARTUP (SSLRequest, GSSENCRequest, CancelRequest
+or StartupMessage) → AUTH_SASL_INITIAL / AUTH_SASL_RESPONSE / AUTH_PASSWORD
+→ OPENING (directory and upstream work; input is held) → RELAY → CLOSED.
+Anything unexpected in a state ends the session with a FATAL error; other
+sessions are untouched.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import struct
+from enum import Enum
+
+from . import messages as m
+from .scram import ScramError, ScramServerExchange
+from .tracker import StatementTracker
+from .upstream import PgUpstream, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!cI")
+_LENGTH = struct.Struct("!i")
+# Startup parameters that are ours to interpret, never forwarded upstream.
+GATEWAY_PARAMS = {"user", "database", "replication"}
+
+
+def _join(leftover: bytearray, data: bytes) -> bytes:
+    """Prepend what the previous read left of an incomplete message."""
+    if not leftover:
+        return data
+    leftover += data
+    joined = bytes(leftover)
+    leftover.clear()
+    return joined
+
+
+class ClientState(Enum):
+    STARTUP = "startup"
+    AUTH_SASL_INITIAL = "auth-sasl-initial"
+    AUTH_SASL_RESPONSE = "auth-sasl-response"
+    AUTH_PASSWORD = "auth-password"  # noqa: S105 (a state name)
+    OPENING = "opening"
+    RELAY = "relay"
+    CLOSED = "closed"
+
+
+class PgClientSession(asyncio.Protocol):
+    """One client connection; `gateway` is the node-wide PgGateway."""
+
+    def __init__(self, gateway) -> None:
+        self.gateway = gateway
+        self.state = ClientState.STARTUP
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.tls = False
+        self.peer = "?"
+        self.params: dict[str, str] = {}
+        self.login = None
+        self.scram: ScramServerExchange | None = None
+        self.upstream: PgUpstream | None = None
+        self.tracker: StatementTracker | None = None
+        self.session = None  # the directory's handle for the open session
+        self.backend_key: tuple[int, int] | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.clean_exit = False
+
+    # --- asyncio callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self.state is ClientState.RELAY:
+                self._relay_from_client(data)
+                return
+            self.buffer += data
+            if self.state is not ClientState.OPENING:
+                self._advance()
+        except m.ProtocolViolation as exc:
+            self.fatal(exc.sqlstate, str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is not ClientState.CLOSED:
+            self._end("ended", "client disconnected" if not self.clean_exit else "")
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+    # --- startup -------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while self.state not in (ClientState.OPENING, ClientState.RELAY, ClientState.CLOSED):
+            read = self._read_startup_packet if self.state is ClientState.STARTUP else self._read_auth_message
+            if not read():
+                return
+
+    def _read_startup_packet(self) -> bool:
+        if len(self.buffer) < 4:
+            return False
+        length = _LENGTH.unpack_from(self.buffer, 0)[0]
+        if length < 8 or length > m.MAX_STARTUP_PACKET:
+            raise m.ProtocolViolation(f"invalid length of startup packet ({length})")
+        if len(self.buffer) < length:
+            return False
+        packet = m.parse_startup_packet(bytes(self.buffer[4:length]))
+        del self.buffer[:length]
+        if packet.code == m.SSL_REQUEST_CODE:
+            self._on_ssl_request()
+        elif packet.code == m.GSSENC_REQUEST_CODE:
+            self.transport.write(b"N")  # GSSAPI encryption is not offered
+        elif packet.code == m.CANCEL_REQUEST_CODE:
+            self._on_cancel_request(packet)
+        elif packet.code >> 16 == 3:
+            self._on_startup(packet)
+        else:
+            major, minor = packet.code >> 16, packet.code & 0xFFFF
+            raise m.ProtocolViolation(f"unsupported frontend protocol {major}.{minor}: server supports 3.0")
+        return True
+
+    def _on_ssl_request(self) -> None:
+        if self.tls or self.gateway.config.ssl_context is None:
+            self.transport.write(b"N")
+            return
+        if self.buffer:
+            # Bytes sent before the handshake would be read as if encrypted (CVE-2021-23214).
+            raise m.ProtocolViolation("received unencrypted data after SSL request")
+        self.transport.write(b"S")
+        self._hold(self._start_tls())
+
+    async def _start_tls(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.transport = await loop.start_tls(
+                self.transport, self, self.gateway.config.ssl_context, server_side=True
+            )
+        except (OSError, ConnectionError) as exc:
+            logger.info("TLS handshake with %s failed: %s", self.peer, exc)
+            self._end("ended", "tls handshake failed", quiet=True)
+            return
+        self.tls = True
+        self.state = ClientState.STARTUP
+
+    def _on_cancel_request(self, packet: m.StartupPacket) -> None:
+        self.gateway.cancel(packet.cancel_pid, packet.cancel_secret)
+        self.state = ClientState.CLOSED
+        self.transport.close()
+
+    def _on_startup(self, packet: m.StartupPacket) -> None:
+        minor = packet.code & 0xFFFF
+        unsupported = [name for name in packet.params if name.startswith("_pq_.")]
+        if minor > 0 or unsupported:
+            self.transport.write(m.negotiate_protocol_version(0, unsupported))
+        self.params = {k: v for k, v in packet.params.items() if not k.startswith("_pq_.")}
+        if not self.tls and not self.gateway.config.allow_plaintext:
+            raise m.ProtocolViolation("Gatehouse requires TLS: connect with sslmode=require", "28000")
+        if self.params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            raise m.ProtocolViolation("replication connections are not supported", "28000")
+        if not self.params.get("user"):
+            raise m.ProtocolViolation("no user name (agent) specified in startup packet", "28000")
+        self.params.setdefault("database", self.params["user"])
+        self._hold(self._look_up_login())
+
+    async def _look_up_login(self) -> None:
+        user, database = self.params["user"], self.params["database"]
+        self.login = await self.gateway.directory.lookup(user, database)
+        config = self.gateway.config
+        if config.client_auth == "password" and self.tls:
+            self.transport.write(m.authentication(m.AUTH_CLEARTEXT))
+            self.state = ClientState.AUTH_PASSWORD
+            return
+        verifiers = [(token, token.verifier) for token in (self.login.tokens if self.login else [])]
+        decoy = hmac.digest(config.decoy_key, user.encode(), "sha256")[:16]
+        binding = config.channel_binding if self.tls else None
+        self.scram = ScramServerExchange(verifiers, decoy, binding)
+        self.transport.write(m.authentication_sasl(self.scram.mechanisms()))
+        self.state = ClientState.AUTH_SASL_INITIAL
+
+    # --- authentication --------------------------------------------------------
+
+    def _read_auth_message(self) -> bool:
+        if len(self.buffer) < 5:
+            return False
+        kind, length = _HEADER.unpack_from(self.buffer, 0)
+        if kind != b"p" or length < 4 or length > m.MAX_STARTUP_PACKET:
+            raise m.ProtocolViolation("expected a password or SASL response")
+        if len(self.buffer) < length + 1:
+            return False
+        payload = bytes(self.buffer[5 : length + 1])
+        del self.buffer[: length + 1]
+        try:
+            if self.state is ClientState.AUTH_SASL_INITIAL:
+                self._on_sasl_initial(payload)
+            elif self.state is ClientState.AUTH_SASL_RESPONSE:
+                self._on_sasl_response(payload)
+            else:
+                self._on_password(payload)
+        except ScramError as exc:
+            self._auth_failed(str(exc))
+        return True
+
+    def _on_sasl_initial(self, payload: bytes) -> None:
+        mechanism, pos = m.read_cstring(payload, 0)
+        length, pos = m.read_int32(payload, pos)
+        if length < 0 or pos + length != len(payload):
+            raise ScramError("malformed SASLInitialResponse")
+        server_first = self.scram.handle_first(mechanism, payload[pos:])
+        self.transport.write(m.authentication(m.AUTH_SASL_CONTINUE, server_first))
+        self.state = ClientState.AUTH_SASL_RESPONSE
+
+    def _on_sasl_response(self, payload: bytes) -> None:
+        token, server_final = self.scram.handle_final(payload)
+        self.transport.write(m.authentication(m.AUTH_SASL_FINAL, server_final))
+        self._authenticated(token)
+
+    def _on_password(self, payload: bytes) -> None:
+        password, _ = m.read_cstring(payload, 0)
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        for token in self.login.tokens if self.login else []:
+            if hmac.compare_digest(digest, token.token_hash):
+                self._authenticated(token)
+                return
+        raise ScramError("password authentication failed")
+
+    def _auth_failed(self, reason: str) -> None:
+        user = self.params.get("user", "")
+        logger.warning("login failed for agent %r from %s: %s", user, self.peer, reason)
+        self.fatal("28P01", f'password authentication failed for user "{user}"')
+
+    def _authenticated(self, token) -> None:
+        self.transport.write(m.authentication(m.AUTH_OK))
+        if self.login.target is None:
+            database, user = self.params["database"], self.params["user"]
+            logger.warning("agent %r from %s asked for unknown or forbidden %r", user, self.peer, database)
+            self.fatal("3D000", f'connection "{database}" does not exist or agent "{user}" may not use it')
+            return
+        self._hold(self._open(token))
+
+    async def _open(self, token) -> None:
+        target = self.login.target
+        forwarded = {k: v for k, v in self.params.items() if k not in GATEWAY_PARAMS}
+        try:
+            self.upstream = await self.gateway.pool.acquire(target, forwarded)
+        except UpstreamError as exc:
+            logger.warning("session for %r from %s: %s", self.params["user"], self.peer, exc)
+            self.fatal(exc.sqlstate, str(exc))
+            return
+        if self.state is ClientState.CLOSED:  # the client left while we connected
+            self.gateway.pool.release(self.upstream, reusable=True)
+            return
+        session = await self.gateway.directory.open_session(
+            self.login, token, self.peer, self.params.get("application_name", "")
+        )
+        if self.state is ClientState.CLOSED:
+            self.gateway.directory.close_session(session, "ended", "client disconnected", {})
+            return
+        self.session = session
+        self.tracker = StatementTracker(self.session.record, target.max_rows, target.max_bytes)
+        self._start_relay()
+
+    def _start_relay(self) -> None:
+        self.backend_key = self.gateway.register(self)
+        greeting = b"".join(m.parameter_status(k, v) for k, v in self.upstream.parameters.items())
+        greeting += m.backend_key_data(*self.backend_key)
+        greeting += m.ready_for_query(self.upstream.transaction_status)
+        self.transport.write(greeting)
+        self.bytes_out += len(greeting)
+        self.upstream.attach(self)
+        self.state = ClientState.RELAY
+        if self.buffer:
+            self._relay_from_client(b"")
+
+    def _hold(self, work) -> None:
+        """Run async work while input is held; a failure ends the session."""
+        self.state = ClientState.OPENING
+        self.transport.pause_reading()
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(self._held_work_done)
+
+    def _held_work_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self.state is not ClientState.CLOSED:
+            logger.error("session setup for %s failed", self.peer, exc_info=exc)
+            self.fatal("58000", "Gatehouse could not open the session; see the gateway log")
+            return
+        if self.state is ClientState.CLOSED:
+            return
+        self.transport.resume_reading()
+        if self.buffer and self.state is not ClientState.OPENING:
+            self.data_received(b"")
+
+    # --- relay ---------------------------------------------------------------
+
+    def _relay_from_client(self, data: bytes) -> None:
+        data = _join(self.buffer, data)
+        tracker, limit = self.tracker, self.gateway.config.max_client_message
+        pos, size = 0, len(data)
+        while size - pos >= 5:
+            kind, length = _HEADER.unpack_from(data, pos)
+            if length < 4 or length > limit:
+                raise m.ProtocolViolation(f"invalid message length {length}")
+            end = pos + 1 + length
+            if end > size:
+                break
+            if kind == b"X":
+                self._send_upstream(data, pos)
+                self.clean_exit = True
+                self._end("ended", "")
+                return
+            tracker.from_client(kind, data[pos + 5 : end])
+            pos = end
+        self._send_upstream(data, pos)
+        if pos < size:
+            self.buffer += data[pos:]
+
+    def _send_upstream(self, data: bytes, upto: int) -> None:
+        if upto:
+            self.upstream.write(data if upto == len(data) else data[:upto])
+            self.bytes_in += upto
+
+    def from_upstream(self, data: bytes) -> None:
+        """Frame upstream bytes, let the tracker see them, forward whole messages."""
+        leftover = self.upstream.buffer
+        data = _join(leftover, data)
+        from_server = self.tracker.from_server
+        pos, size = 0, len(data)
+        while size - pos >= 5:
+            kind, length = _HEADER.unpack_from(data, pos)
+            if length < 4 or length > m.MAX_MESSAGE:
+                self.fatal("08P01", f"upstream sent an invalid message length {length}")
+                return
+            end = pos + 1 + length
+            if end > size:
+                break
+            from_server(kind, data, pos + 5, end)
+            pos = end
+        if pos:
+            self.transport.write(data if pos == size else data[:pos])
+            self.bytes_out += pos
+        if pos < size:
+            leftover += data[pos:]
+
+    def upstream_lost(self) -> None:
+        self.upstream = None
+        self.fatal("08006", "the upstream server closed the connection")
+
+    # --- ending ----------------------------------------------------------------
+
+    def fatal(self, sqlstate: str, text: str) -> None:
+        """Send a FATAL error and close the session."""
+        if self.state is ClientState.CLOSED:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(m.fatal(sqlstate, text))
+        self._end("ended", text)
+
+    def terminate(self, reason: str) -> None:
+        """End the session from the gateway's side (a reviewer, or shutdown)."""
+        if self.state is ClientState.CLOSED:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(m.fatal("57P01", f"terminating connection: {reason}"))
+        self._end("terminated", reason)
+
+    def _end(self, status: str, reason: str, quiet: bool = False) -> None:
+        self.state = ClientState.CLOSED
+        if self.backend_key is not None:
+            self.gateway.unregister(self.backend_key[0])
+        self._release_upstream()
+        if self.session is not None:
+            self.tracker.close(reason or "session ended")
+            counters = {
+                "statements": self.tracker.statement_count,
+                "errors": self.tracker.error_count,
+                "bytes_from_client": self.bytes_in,
+                "bytes_to_client": self.bytes_out,
+            }
+            self.gateway.directory.close_session(self.session, status, reason, counters)
+            self.session = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _release_upstream(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is None:
+            return
+        idle = self.tracker is not None and not self.tracker.owed and self.tracker.transaction_status == b"I"
+        self.gateway.pool.release(upstream, reusable=idle and not upstream.buffer)

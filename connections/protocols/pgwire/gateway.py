@@ -1,0 +1,116 @@
+"""A node's PostgreSQL front door: the listener, live sessions and cancel keys."""
+
+import asyncio
+import hmac
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import messages as m
+from .client import PgClientSession
+from .pool import UpstreamPool
+from .targets import PgLogin, PgToken
+
+logger = logging.getLogger(__name__)
+
+
+class SessionHandle(Protocol):
+    """What the directory returns for an open session: a recording sink."""
+
+    def record(self, kind: str, data: object) -> None: ...
+
+
+class PgDirectory(Protocol):
+    """The engine's only window on accounts, connections and recordings."""
+
+    async def lookup(self, agent: str, connection: str) -> PgLogin | None: ...
+
+    async def open_session(
+        self, login: PgLogin, token: PgToken, client_addr: str, application_name: str
+    ) -> SessionHandle: ...
+
+    def close_session(self, handle: SessionHandle, status: str, reason: str, counters: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class PgGatewayConfig:
+    """Listener behaviour; built from Django settings by the glue."""
+
+    ssl_context: ssl.SSLContext | None
+    channel_binding: bytes | None  # tls-server-end-point hash of our certificate
+    decoy_key: bytes  # derives a stable fake SCRAM salt for unknown agents
+    allow_plaintext: bool = False
+    client_auth: str = "scram"  # or "password": cleartext, accepted inside TLS only
+    pool_size: int = 4
+    pool_idle_seconds: float = 60
+    connect_timeout: float = 10
+    # Bounds what one client message may make us buffer; PostgreSQL's own is 1 GiB.
+    max_client_message: int = 256 << 20
+
+
+class PgGateway:
+    """Owns the upstream pool and the map from our cancel keys to sessions."""
+
+    def __init__(self, config: PgGatewayConfig, directory: PgDirectory) -> None:
+        self.config = config
+        self.directory = directory
+        self.pool = UpstreamPool(config.pool_size, config.pool_idle_seconds, config.connect_timeout)
+        self.sessions: dict[int, tuple[int, PgClientSession]] = {}
+        self.server: asyncio.Server | None = None
+
+    async def serve(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: PgClientSession(self), host, port, reuse_address=True)
+        logger.info("PostgreSQL listener on %s:%s", host, port)
+        return self.server
+
+    def register(self, session: PgClientSession) -> tuple[int, int]:
+        """Give a session its own BackendKeyData, unrelated to the upstream's."""
+        while True:
+            pid = secrets.randbelow(2**31 - 2) + 1
+            if pid not in self.sessions:
+                break
+        secret = secrets.randbits(32)
+        self.sessions[pid] = (secret, session)
+        return pid, secret
+
+    def unregister(self, pid: int) -> None:
+        self.sessions.pop(pid, None)
+
+    def cancel(self, pid: int, secret: int) -> None:
+        """Map a client's CancelRequest to the upstream backend now serving it."""
+        entry = self.sessions.get(pid)
+        if entry is None or not hmac.compare_digest(entry[0].to_bytes(4, "big"), secret.to_bytes(4, "big")):
+            logger.info("ignored a cancel request with an unknown key")
+            return
+        upstream = entry[1].upstream
+        if upstream is not None:
+            asyncio.ensure_future(
+                send_cancel(upstream.target.host, upstream.target.port, upstream.backend_pid, upstream.backend_secret)
+            )
+
+    def live_sessions(self) -> list[PgClientSession]:
+        return [session for _secret, session in self.sessions.values()]
+
+    async def shutdown(self, reason: str) -> None:
+        """Stop accepting, end every live session, close pooled connections."""
+        if self.server is not None:
+            self.server.close()
+        for session in self.live_sessions():
+            session.terminate(reason)
+        self.pool.close()
+
+
+async def send_cancel(host: str, port: int, pid: int, secret: int) -> None:
+    """Deliver a CancelRequest to an upstream server, as libpq does."""
+    try:
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(m.cancel_request(pid, secret))
+            await writer.drain()
+            await reader.read()  # the server closes once it has read the request
+            writer.close()
+    except (OSError, TimeoutError) as exc:
+        logger.warning("could not deliver a cancel request to %s:%s: %s", host, port, exc)

@@ -1,0 +1,84 @@
+"""Run a whole gateway node: daphne (web, websockets) and the protocol listeners on one loop."""
+
+import asyncio
+import gc
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from recordings.actions import mark_interrupted_sessions
+
+logger = logging.getLogger("gatehouse.rungateway")
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Command(BaseCommand):
+    help = "Run a gateway node: the web app and the PostgreSQL listener."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--http", default="127.0.0.1:8000", help="web and websocket address")
+        parser.add_argument("--pg", default="127.0.0.1:15432", help="PostgreSQL listener address")
+        parser.add_argument("--no-pg", action="store_true", help="do not listen for PostgreSQL clients")
+
+    def handle(self, *args, **options) -> None:
+        http_host, http_port = parse_address(options["http"])
+        pg_address = None if options["no_pg"] else parse_address(options["pg"])
+        interrupted = mark_interrupted_sessions()
+        if interrupted:
+            logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
+        run_node(http_host, http_port, pg_address)
+
+
+def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None) -> None:
+    import uvloop
+
+    # daphne makes its event loop when daphne.server is first imported, so
+    # the policy must be set before that import for the loop to be uvloop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server, twisted_loop
+    from twisted.internet import defer, reactor
+
+    from gateway_site.asgi import application
+    from gateway_site.node import GatewayNode
+
+    node = GatewayNode(pg_address)
+    # Everything loaded so far lives as long as the process: keep the cyclic
+    # collector from rescanning it, and let it run less often on the relay's
+    # short-lived objects (they are freed by reference counting anyway).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        task = twisted_loop.create_task(node.start())
+        task.add_done_callback(lambda t: _stop_on_failure(t, failed, reactor))
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: defer.Deferred.fromFuture(twisted_loop.create_task(node.stop()))
+    )
+    server = Server(
+        application=application,
+        endpoints=build_endpoint_description_strings(host=http_host, port=http_port),
+        verbosity=0,
+        server_name="gatehouse",
+    )
+    logger.info("web on http://%s:%s", http_host, http_port)
+    server.run()
+    if failed:
+        raise CommandError(f"the gateway could not start: {failed[0]}")
+
+
+def _stop_on_failure(task: asyncio.Task, failed: list, reactor) -> None:
+    if task.cancelled() or task.exception() is None:
+        return
+    failed.append(task.exception())
+    logger.error("gateway node failed to start", exc_info=task.exception())
+    reactor.stop()

@@ -1,0 +1,58 @@
+"""Everything one `rungateway` process runs beside daphne: the raw TCP listeners and recordings."""
+
+import hashlib
+import logging
+
+from django.conf import settings
+
+from connections.pg_directory import DjangoPgDirectory
+from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
+from gateway_site.tls import certificate_der, server_ssl_context
+from recordings.actions import seal_finished_writer
+from recordings.writer import RecordingFlusher
+
+logger = logging.getLogger(__name__)
+
+
+def pg_gateway_config() -> PgGatewayConfig:
+    """The PostgreSQL engine's configuration, from settings."""
+    return PgGatewayConfig(
+        ssl_context=server_ssl_context(),
+        # tls-server-end-point: SHA-256 of our certificate (RFC 5929).
+        channel_binding=hashlib.sha256(certificate_der()).digest(),
+        decoy_key=hashlib.sha256(b"gatehouse-scram-decoy:" + settings.SECRET_KEY.encode()).digest(),
+        allow_plaintext=settings.GATEHOUSE_PG_ALLOW_PLAINTEXT,
+        client_auth=settings.GATEHOUSE_PG_CLIENT_AUTH,
+        pool_size=settings.GATEHOUSE_PG_POOL_SIZE,
+        pool_idle_seconds=settings.GATEHOUSE_PG_POOL_IDLE_SECONDS,
+        connect_timeout=settings.GATEHOUSE_PG_CONNECT_TIMEOUT,
+    )
+
+
+class GatewayNode:
+    """Starts and stops the listeners and the recording flusher on the running loop."""
+
+    def __init__(self, pg_address: tuple[str, int] | None) -> None:
+        self.pg_address = pg_address
+        self.directory: DjangoPgDirectory | None = None
+        self.flusher: RecordingFlusher | None = None
+        self.pg: PgGateway | None = None
+
+    async def start(self) -> None:
+        self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
+        self.directory = DjangoPgDirectory(self.flusher)
+        self.flusher.start()
+        self.directory.start()
+        if self.pg_address:
+            self.pg = PgGateway(pg_gateway_config(), self.directory)
+            await self.pg.serve(*self.pg_address)
+
+    async def stop(self) -> None:
+        """End live sessions, then write and seal every recording before the process exits."""
+        if self.pg is not None:
+            await self.pg.shutdown("the gateway is shutting down")
+        if self.flusher is not None:
+            await self.flusher.stop()
+        if self.directory is not None:
+            await self.directory.stop()
+        logger.info("gateway node stopped; recordings flushed")

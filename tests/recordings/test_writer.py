@@ -1,0 +1,239 @@
+"""Recording writers and the flusher: batches reach the disk in order, chained, off the loop thread."""
+
+import asyncio
+import json
+import threading
+import uuid
+
+import pytest
+
+from recordings.chain import verify_file
+from recordings.writer import RecordingFlusher, RecordingWriter
+
+
+def make_writer(tmp_path, name="session"):
+    session_id = str(uuid.uuid4())
+    return RecordingWriter(tmp_path / f"{name}.jsonl", session_id, {"session": session_id, "actor": "agent:ci"})
+
+
+def events_in(path):
+    return [json.loads(line) for line in path.read_bytes().splitlines()[1:]]
+
+
+def test_it_buffers_events_until_a_batch_is_written(tmp_path):
+    writer = make_writer(tmp_path)
+    writer.event("sql", {"text": "SELECT 1"})
+    writer.event("result", {"tag": "SELECT 1"})
+
+    assert not writer.path.exists()
+    writer.write_batch(writer.take_pending())
+
+    assert writer.take_pending() == []
+    assert [event[1:3] for event in events_in(writer.path)] == [
+        ["sql", {"text": "SELECT 1"}],
+        ["result", {"tag": "SELECT 1"}],
+    ]
+    first, second = (event[0] for event in events_in(writer.path))
+    assert 0 <= first <= second
+    result = verify_file(writer.session_id, writer.path)
+    assert result.ok and result.line_count == writer.line_count == 3
+    assert result.chain_head == writer.chain_head
+
+
+def test_it_writes_a_valid_header_for_a_session_without_events(tmp_path):
+    writer = make_writer(tmp_path)
+    writer.close()
+    writer.flush_now()
+
+    header = json.loads(writer.path.read_bytes().splitlines()[0])
+    assert header["version"] == 2 and header["width"] == 80 and header["height"] == 24
+    assert header["gatehouse"]["session"] == writer.session_id
+    assert [event[1:3] for event in events_in(writer.path)] == [["end", {"status": "ended"}]]
+    assert writer.finished
+    assert verify_file(writer.session_id, writer.path).line_count == 2
+
+
+def test_it_times_events_from_the_given_start(tmp_path):
+    session_id = str(uuid.uuid4())
+    writer = RecordingWriter(tmp_path / "s.jsonl", session_id, {}, started_monotonic=0.0)
+    writer.event("o", "x")
+    writer.flush_now()
+
+    (t, *_rest) = events_in(writer.path)[0]
+    assert t > 0 and round(t, 6) == t
+
+
+def test_it_ignores_events_after_close(tmp_path):
+    writer = make_writer(tmp_path)
+    writer.close("terminated", {"statements": 2})
+    writer.event("sql", {"text": "too late"})
+    writer.flush_now()
+
+    assert [event[1:3] for event in events_in(writer.path)] == [["end", {"status": "terminated", "statements": 2}]]
+    assert (writer.end_status, writer.end_counters) == ("terminated", {"statements": 2})
+
+
+def test_it_rewinds_the_chain_when_a_write_fails(tmp_path):
+    session_id = str(uuid.uuid4())
+    path = tmp_path / "not-yet" / "s.jsonl"
+    writer = RecordingWriter(path, session_id, {})
+    writer.event("sql", {"text": "lost"})
+    with pytest.raises(FileNotFoundError):
+        writer.write_batch(writer.take_pending())
+    assert (writer.line_count, writer.dropped_events) == (0, 1)
+
+    path.parent.mkdir()
+    writer.event("sql", {"text": "kept"})
+    writer.flush_now()
+
+    assert [event[2] for event in events_in(path)] == [{"text": "kept"}]
+    assert verify_file(session_id, path).ok
+
+
+def test_it_flushes_in_batches_and_finishes_closed_writers(tmp_path):
+    finished = []
+
+    async def on_finished(writer):
+        finished.append((writer, writer.line_count, writer.chain_head))
+
+    async def scenario():
+        flusher = RecordingFlusher(60, on_finished)
+        writer = make_writer(tmp_path)
+        flusher.register(writer)
+        writer.event("sql", {"n": 1})
+        writer.event("sql", {"n": 2})
+        await flusher.flush_once()
+        after_first = len(writer.path.read_bytes().splitlines())
+        writer.event("sql", {"n": 3})
+        writer.close("ended", {"statements": 3})
+        assert finished == []
+        await flusher.drain()
+        return flusher, writer, after_first
+
+    flusher, writer, after_first = asyncio.run(scenario())
+
+    assert after_first == 3  # header + the first batch
+    assert [event[2] for event in events_in(writer.path)] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 3},
+        {"status": "ended", "statements": 3},
+    ]
+    assert finished == [(writer, 5, verify_file(writer.session_id, writer.path).chain_head)]
+    assert writer.finished
+    assert flusher.writers == frozenset()
+
+
+def test_it_writes_the_header_of_an_idle_session_on_the_next_tick(tmp_path):
+    async def scenario():
+        flusher = RecordingFlusher(60)
+        writer = make_writer(tmp_path)
+        flusher.register(writer)
+        await flusher.flush_once()
+        return writer
+
+    writer = asyncio.run(scenario())
+
+    assert writer.line_count == 1
+    assert verify_file(writer.session_id, writer.path).ok
+
+
+def test_it_writes_files_off_the_loop_thread(tmp_path):
+    loop_thread = threading.get_ident()
+    seen_threads = set()
+
+    class ObservedWriter(RecordingWriter):
+        def append_encoded(self, data, state, events):
+            seen_threads.add(threading.get_ident())
+            super().append_encoded(data, state, events)
+
+    async def scenario():
+        flusher = RecordingFlusher(60)
+        for n in range(3):
+            writer = ObservedWriter(tmp_path / f"{n}.jsonl", str(uuid.uuid4()), {})
+            writer.event("o", "hi")
+            flusher.register(writer)
+        await flusher.drain()
+
+    asyncio.run(scenario())
+
+    assert len(seen_threads) == 1  # one worker thread for the whole tick
+    assert loop_thread not in seen_threads
+
+
+def test_it_keeps_flushing_other_recordings_when_one_fails(tmp_path, caplog):
+    finished = []
+
+    async def on_finished(writer):
+        finished.append(writer)
+
+    async def scenario():
+        flusher = RecordingFlusher(60, on_finished)
+        broken = RecordingWriter(tmp_path / "missing-dir" / "x.jsonl", str(uuid.uuid4()), {})
+        healthy = make_writer(tmp_path)
+        for writer in (broken, healthy):
+            flusher.register(writer)
+            writer.event("sql", {"text": "SELECT 1"})
+            writer.close()
+        await flusher.drain()
+        return broken, healthy
+
+    broken, healthy = asyncio.run(scenario())
+
+    assert verify_file(healthy.session_id, healthy.path).line_count == 3
+    assert not broken.path.exists() and broken.dropped_events == 2
+    assert set(finished) == {broken, healthy}
+    assert f"Could not write 2 events of recording {broken.session_id}" in caplog.text
+
+
+def test_it_keeps_finishing_writers_when_on_finished_fails(tmp_path, caplog):
+    async def on_finished(writer):
+        raise RuntimeError("database is down")
+
+    async def scenario():
+        flusher = RecordingFlusher(60, on_finished)
+        writers = [make_writer(tmp_path, name) for name in ("a", "b")]
+        for writer in writers:
+            flusher.register(writer)
+            writer.close()
+        await flusher.drain()
+        return flusher, writers
+
+    flusher, writers = asyncio.run(scenario())
+
+    assert all(writer.finished for writer in writers)
+    assert flusher.writers == frozenset()
+    assert caplog.text.count("Could not finish recording") == 2
+
+
+def test_it_flushes_on_its_timer_and_drains_on_stop(tmp_path):
+    async def scenario():
+        done = asyncio.Event()
+
+        async def on_finished(writer):
+            done.set()
+
+        flusher = RecordingFlusher(0.01, on_finished)
+        flusher.start()
+        first = make_writer(tmp_path, "first")
+        flusher.register(first)
+        first.event("o", "timer")
+        first.close()
+        await asyncio.wait_for(done.wait(), timeout=30)
+        second = make_writer(tmp_path, "second")
+        flusher.register(second)
+        second.event("o", "at stop")
+        await flusher.stop()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+
+    assert first.finished
+    assert [event[2] for event in events_in(first.path)] == ["timer", {"status": "ended"}]
+    assert [event[2] for event in events_in(second.path)] == ["at stop"]
+    assert not second.finished  # still open: stop() writes it out but does not end it
+
+
+def test_it_refuses_a_zero_interval():
+    with pytest.raises(ValueError, match="positive"):
+        RecordingFlusher(0)
