@@ -7,14 +7,17 @@ probe which connection names exist.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from django.db.models import CharField, Exists, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Cast, JSONObject
+from django.contrib.auth.models import Permission, User
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.models import QuerySet
 from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
-from connections.models import AccessToken, Connection
+from connections.models import AccessToken, Connection, ServiceAccount
 
 # action -> the guardian permission it needs. Later: "review", "view_sessions".
 ACTION_PERMISSIONS = {"connect": "connect"}
@@ -33,6 +36,8 @@ GATEWAY_CONNECTION_FIELDS = (
     "record_max_bytes",
     "retention_days",
 )
+_LOGIN_MODELS = (AccessToken, ServiceAccount, User, Connection, Permission, ContentType)
+_LOGIN_MODELS += (UserObjectPermission, GroupObjectPermission)
 
 
 def _codename(action: str) -> str:
@@ -83,26 +88,37 @@ class GatewayLogin:
     connection: dict | None
 
 
-def _connect_grant(permission_model, holder_lookup: str) -> Exists:
-    # object_pk is a text column in guardian's generic tables, hence the Cast.
-    return Exists(
-        permission_model.objects.filter(
-            object_pk=Cast(OuterRef("pk"), CharField()),
-            content_type__app_label="connections",
-            content_type__model="connection",
-            permission__codename="connect",
-            permission__content_type__app_label="connections",
-            **{holder_lookup: OuterRef(OuterRef("account__user"))},
-        )
-    )
+@cache
+def _login_sql() -> str:
+    """The gateway's login lookup as one statement (built once: the ORM would recompile it per login).
 
-
-def _granted_connection(connection_name: str) -> Subquery:
-    granted = Connection.objects.filter(name=connection_name).filter(
-        _connect_grant(UserObjectPermission, "user") | _connect_grant(GroupObjectPermission, "group__user")
-    )
-    fields = {field: field for field in GATEWAY_CONNECTION_FIELDS}
-    return Subquery(granted.values(data=JSONObject(**fields))[:1])
+    Tokens of the agent, newest first, each joined to the requested connection
+    if and only if the agent's user holds `connections.connect` on it,
+    directly or through a group. Portable between SQLite and PostgreSQL.
+    """
+    table = {model: connection.ops.quote_name(model._meta.db_table) for model in _LOGIN_MODELS}
+    groups = connection.ops.quote_name(User.groups.through._meta.db_table)
+    columns = ", ".join(f"c.{connection.ops.quote_name(name)}" for name in GATEWAY_CONNECTION_FIELDS)
+    # Only quoted table and column names from model metadata are interpolated (hence the noqa).
+    connect_permission = f"""(SELECT p.id FROM {table[Permission]} p
+        JOIN {table[ContentType]} ct ON ct.id = p.content_type_id
+        WHERE ct.app_label = 'connections' AND ct.model = 'connection' AND p.codename = 'connect')"""  # noqa: S608
+    return f"""
+        SELECT t.id, t.token_hash, t.scram_verifier, a.id, a.name, {columns}
+        FROM {table[AccessToken]} t
+        JOIN {table[ServiceAccount]} a ON a.id = t.account_id
+        JOIN {table[User]} u ON u.id = a.user_id
+        LEFT JOIN {table[Connection]} c ON c.name = %s AND (
+            EXISTS (SELECT 1 FROM {table[UserObjectPermission]} up
+                    WHERE up.user_id = u.id AND up.object_pk = CAST(c.id AS TEXT)
+                    AND up.permission_id = {connect_permission})
+            OR EXISTS (SELECT 1 FROM {table[GroupObjectPermission]} gp
+                    JOIN {groups} ug ON ug.group_id = gp.group_id
+                    WHERE ug.user_id = u.id AND gp.object_pk = CAST(c.id AS TEXT)
+                    AND gp.permission_id = {connect_permission}))
+        WHERE a.name = %s AND u.is_active AND NOT t.revoked AND t.expires_at > %s
+        ORDER BY t.id DESC
+    """  # noqa: S608
 
 
 def lookup_gateway_login(agent_name: str, connection_name: str, now: datetime) -> GatewayLogin | None:
@@ -112,24 +128,19 @@ def lookup_gateway_login(agent_name: str, connection_name: str, now: datetime) -
     unexpired token. An unknown connection and a forbidden one both give
     `connection=None`. The credentials stay encrypted.
     """
-    rows = list(
-        AccessToken.objects.filter(
-            account__name=agent_name,
-            account__user__is_active=True,
-            revoked=False,
-            expires_at__gt=now,
-        )
-        .annotate(granted_connection=_granted_connection(connection_name))
-        .values("id", "token_hash", "scram_verifier", "account_id", "account__name", "granted_connection")
-        .order_by("-id")
-    )
+    params = [connection_name, agent_name, connection.ops.adapt_datetimefield_value(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(_login_sql(), params)
+        rows = cursor.fetchall()
     if not rows:
         return None
+    first = rows[0]
+    granted = None if first[5] is None else dict(zip(GATEWAY_CONNECTION_FIELDS, first[5:], strict=True))
     return GatewayLogin(
-        account_id=rows[0]["account_id"],
-        account_name=rows[0]["account__name"],
-        tokens=[GatewayToken(row["id"], row["token_hash"], row["scram_verifier"]) for row in rows],
-        connection=rows[0]["granted_connection"],
+        account_id=first[3],
+        account_name=first[4],
+        tokens=[GatewayToken(row[0], row[1], row[2]) for row in rows],
+        connection=granted,
     )
 
 

@@ -21,6 +21,7 @@ def pg_gateway_config() -> PgGatewayConfig:
         # tls-server-end-point: SHA-256 of our certificate (RFC 5929).
         channel_binding=hashlib.sha256(certificate_der()).digest(),
         decoy_key=hashlib.sha256(b"gatehouse-scram-decoy:" + settings.SECRET_KEY.encode()).digest(),
+        scram_iterations=settings.GATEHOUSE_TOKEN_SCRAM_ITERATIONS,
         allow_plaintext=settings.GATEHOUSE_PG_ALLOW_PLAINTEXT,
         client_auth=settings.GATEHOUSE_PG_CLIENT_AUTH,
         pool_size=settings.GATEHOUSE_PG_POOL_SIZE,

@@ -22,7 +22,7 @@ TOKEN_SHAPE = re.compile(r"gh_([a-z0-9]{8})_([A-Za-z0-9_-]{43})")
 def scram_login(token: str, stored: list[AccessToken]):
     """A full SCRAM-SHA-256 exchange of a client holding `token` against the stored verifiers."""
     candidates = [(row.id, ScramVerifier.parse(row.scram_verifier)) for row in stored]
-    server = ScramServerExchange(candidates, decoy_salt=secrets.token_bytes(16))
+    server = ScramServerExchange(candidates, decoy_salt=secrets.token_bytes(16), decoy_iterations=4096)
     client = ScramClientExchange(token)
     server_first = server.handle_first("SCRAM-SHA-256", client.first_message())
     owner, server_final = server.handle_final(client.final_message(server_first))

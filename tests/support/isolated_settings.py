@@ -17,8 +17,10 @@ if not os.environ.get("GATEHOUSE_TEST_DATA_DIR"):
     atexit.register(shutil.rmtree, os.environ["GATEHOUSE_TEST_DATA_DIR"], ignore_errors=True)
 os.environ["GATEHOUSE_DATA_DIR"] = os.environ["GATEHOUSE_TEST_DATA_DIR"]
 
-# This module *is* the project settings plus the line above, hence the star import.
-from gateway_site.settings import *  # noqa: E402, F403
+# This module is the project settings plus the line above.
+from gateway_site import settings as _project  # noqa: E402
+
+globals().update({name: value for name, value in vars(_project).items() if name.isupper()})
 
 # No collectstatic in tests; an empty dir keeps whitenoise from warning on every request.
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+_project.STATIC_ROOT.mkdir(parents=True, exist_ok=True)

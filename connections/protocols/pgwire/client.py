@@ -183,7 +183,7 @@ class PgClientSession(asyncio.Protocol):
         verifiers = [(token, token.verifier) for token in (self.login.tokens if self.login else [])]
         decoy = hmac.digest(config.decoy_key, user.encode(), "sha256")[:16]
         binding = config.channel_binding if self.tls else None
-        self.scram = ScramServerExchange(verifiers, decoy, binding)
+        self.scram = ScramServerExchange(verifiers, decoy, config.scram_iterations, binding)
         self.transport.write(m.authentication_sasl(self.scram.mechanisms()))
         self.state = ClientState.AUTH_SASL_INITIAL
 

@@ -41,6 +41,7 @@ class PgGatewayConfig:
     ssl_context: ssl.SSLContext | None
     channel_binding: bytes | None  # tls-server-end-point hash of our certificate
     decoy_key: bytes  # derives a stable fake SCRAM salt for unknown agents
+    scram_iterations: int  # what token verifiers use, so unknown agents look the same
     allow_plaintext: bool = False
     client_auth: str = "scram"  # or "password": cleartext, accepted inside TLS only
     pool_size: int = 4

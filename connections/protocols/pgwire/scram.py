@@ -107,6 +107,7 @@ class ScramServerExchange:
         self,
         verifiers: list[tuple[object, ScramVerifier]],
         decoy_salt: bytes,
+        decoy_iterations: int,
         channel_binding: bytes | None = None,
     ) -> None:
         first = verifiers[0][1] if verifiers else None
@@ -114,7 +115,7 @@ class ScramServerExchange:
         # share the first one's can match (older tokens under an old count cannot).
         self.candidates = [(o, v) for o, v in verifiers if (v.salt, v.iterations) == (first.salt, first.iterations)]
         self.salt = first.salt if first else decoy_salt
-        self.iterations = first.iterations if first else 4096
+        self.iterations = first.iterations if first else decoy_iterations
         self.channel_binding = channel_binding
         self.client_first_bare = b""
         self.server_first = b""
