@@ -7,6 +7,7 @@ from django.conf import settings
 
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
+from gateway_site.cancel_relay import CancelRelay
 from gateway_site.tls import certificate_der, server_ssl_context
 from recordings.actions import seal_finished_writer
 from recordings.writer import RecordingFlusher
@@ -27,17 +28,20 @@ def pg_gateway_config() -> PgGatewayConfig:
         pool_size=settings.GATEHOUSE_PG_POOL_SIZE,
         pool_idle_seconds=settings.GATEHOUSE_PG_POOL_IDLE_SECONDS,
         connect_timeout=settings.GATEHOUSE_PG_CONNECT_TIMEOUT,
+        login_timeout=settings.GATEHOUSE_PG_LOGIN_TIMEOUT,
     )
 
 
 class GatewayNode:
     """Starts and stops the listeners and the recording flusher on the running loop."""
 
-    def __init__(self, pg_address: tuple[str, int] | None) -> None:
+    def __init__(self, pg_address: tuple[str, int] | None, pg_workers: int = 1) -> None:
         self.pg_address = pg_address
+        self.pg_workers = pg_workers
         self.directory: DjangoPgDirectory | None = None
         self.flusher: RecordingFlusher | None = None
         self.pg: PgGateway | None = None
+        self.cancel_relay: CancelRelay | None = None
 
     async def start(self) -> None:
         self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
@@ -46,12 +50,16 @@ class GatewayNode:
         self.directory.start()
         if self.pg_address:
             self.pg = PgGateway(pg_gateway_config(), self.directory)
-            await self.pg.serve(*self.pg_address)
+            self.cancel_relay = CancelRelay(self.pg)
+            self.pg.forward_cancel = self.cancel_relay.forward
+            await self.cancel_relay.start()
+            await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
 
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
         if self.pg is not None:
             await self.pg.shutdown("the gateway is shutting down")
+            await self.cancel_relay.stop()
         if self.flusher is not None:
             await self.flusher.stop()
         if self.directory is not None:

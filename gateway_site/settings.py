@@ -157,6 +157,8 @@ if env("REDIS_URL"):
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Whether separate processes (nodes, workers) can signal each other.
+CHANNEL_LAYERS_ARE_SHARED = bool(env("REDIS_URL"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -187,6 +189,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = GATEHOUSE_DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic made it
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -218,19 +221,23 @@ GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR 
 GATEHOUSE_RECORDINGS_DIR = data_path("GATEHOUSE_RECORDINGS_DIR", GATEHOUSE_DATA_DIR / "recordings")
 GATEHOUSE_RECORDING_FLUSH_SECONDS = env_number("GATEHOUSE_RECORDING_FLUSH_SECONDS", 0.2, minimum=0.01)
 
+# "scram" (default) or "password": cleartext token, accepted only inside TLS.
+GATEHOUSE_PG_CLIENT_AUTH = env("GATEHOUSE_PG_CLIENT_AUTH", "scram")
+if GATEHOUSE_PG_CLIENT_AUTH not in ("scram", "password"):
+    raise ImproperlyConfigured("GATEHOUSE_PG_CLIENT_AUTH must be scram or password")
 # Plain-text PostgreSQL clients are refused unless this is on.
 GATEHOUSE_PG_ALLOW_PLAINTEXT = env_bool("GATEHOUSE_PG_ALLOW_PLAINTEXT", False)
+# Processes serving PostgreSQL clients on one node (SO_REUSEPORT); more than 1 needs REDIS_URL.
+GATEHOUSE_PG_WORKERS = env_int("GATEHOUSE_PG_WORKERS", 1, minimum=1)
 # Idle upstream connections kept per (connection, startup parameters).
-GATEHOUSE_PG_POOL_SIZE = env_int("GATEHOUSE_PG_POOL_SIZE", 4)
+GATEHOUSE_PG_POOL_SIZE = env_int("GATEHOUSE_PG_POOL_SIZE", 8)
 GATEHOUSE_PG_POOL_IDLE_SECONDS = env_number("GATEHOUSE_PG_POOL_IDLE_SECONDS", 60)
 GATEHOUSE_PG_CONNECT_TIMEOUT = env_number("GATEHOUSE_PG_CONNECT_TIMEOUT", 10, minimum=0.1)
+# A client must finish TLS, startup and authentication within this (PostgreSQL's authentication_timeout).
+GATEHOUSE_PG_LOGIN_TIMEOUT = env_number("GATEHOUSE_PG_LOGIN_TIMEOUT", 60, minimum=1)
 
 GATEHOUSE_TOKEN_DEFAULT_TTL = env("GATEHOUSE_TOKEN_DEFAULT_TTL", "24h")
 # Tokens are 256 random bits, so key stretching adds no strength; a low count
 # saves every client a PBKDF2 run on each login (PostgreSQL uses 4096 for passwords).
 GATEHOUSE_TOKEN_SCRAM_ITERATIONS = env_int("GATEHOUSE_TOKEN_SCRAM_ITERATIONS", 16, minimum=1)
 GATEHOUSE_DEFAULT_RETENTION_DAYS = env_int("GATEHOUSE_DEFAULT_RETENTION_DAYS", 90, minimum=1)
-# "scram" (default) or "password": cleartext token, accepted only inside TLS.
-GATEHOUSE_PG_CLIENT_AUTH = env("GATEHOUSE_PG_CLIENT_AUTH", "scram")
-if GATEHOUSE_PG_CLIENT_AUTH not in ("scram", "password"):
-    raise ImproperlyConfigured("GATEHOUSE_PG_CLIENT_AUTH must be scram or password")

@@ -21,6 +21,3 @@ os.environ["GATEHOUSE_DATA_DIR"] = os.environ["GATEHOUSE_TEST_DATA_DIR"]
 from gateway_site import settings as _project  # noqa: E402
 
 globals().update({name: value for name, value in vars(_project).items() if name.isupper()})
-
-# No collectstatic in tests; an empty dir keeps whitenoise from warning on every request.
-_project.STATIC_ROOT.mkdir(parents=True, exist_ok=True)

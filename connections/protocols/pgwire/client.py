@@ -67,6 +67,7 @@ class PgClientSession(asyncio.Protocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.clean_exit = False
+        self.login_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio callbacks ---------------------------------------------------
 
@@ -74,6 +75,13 @@ class PgClientSession(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        loop = asyncio.get_running_loop()
+        self.login_timer = loop.call_later(self.gateway.config.login_timeout, self._login_timed_out)
+
+    def _login_timed_out(self) -> None:
+        # Like PostgreSQL's authentication_timeout: a silent client must not hold a slot.
+        if self.state not in (ClientState.RELAY, ClientState.CLOSED):
+            self.fatal("57014", "canceling authentication due to timeout")
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -147,13 +155,15 @@ class PgClientSession(asyncio.Protocol):
             )
         except (OSError, ConnectionError) as exc:
             logger.info("TLS handshake with %s failed: %s", self.peer, exc)
-            self._end("ended", "tls handshake failed", quiet=True)
+            self._end("ended", "tls handshake failed")
             return
         self.tls = True
         self.state = ClientState.STARTUP
 
     def _on_cancel_request(self, packet: m.StartupPacket) -> None:
-        self.gateway.cancel(packet.cancel_pid, packet.cancel_secret)
+        pid, secret = packet.cancel_pid, packet.cancel_secret
+        if not self.gateway.cancel(pid, secret) and self.gateway.forward_cancel is not None:
+            self.gateway.forward_cancel(pid, secret)
         self.state = ClientState.CLOSED
         self.transport.close()
 
@@ -161,7 +171,7 @@ class PgClientSession(asyncio.Protocol):
         minor = packet.code & 0xFFFF
         unsupported = [name for name in packet.params if name.startswith("_pq_.")]
         if minor > 0 or unsupported:
-            self.transport.write(m.negotiate_protocol_version(0, unsupported))
+            self.transport.write(m.negotiate_protocol_version(m.PROTOCOL_3_0, unsupported))
         self.params = {k: v for k, v in packet.params.items() if not k.startswith("_pq_.")}
         if not self.tls and not self.gateway.config.allow_plaintext:
             raise m.ProtocolViolation("Gatehouse requires TLS: connect with sslmode=require", "28000")
@@ -175,6 +185,8 @@ class PgClientSession(asyncio.Protocol):
     async def _look_up_login(self) -> None:
         user, database = self.params["user"], self.params["database"]
         self.login = await self.gateway.directory.lookup(user, database)
+        if self.state is ClientState.CLOSED:  # the client left during the lookup
+            return
         config = self.gateway.config
         if config.client_auth == "password" and self.tls:
             self.transport.write(m.authentication(m.AUTH_CLEARTEXT))
@@ -270,6 +282,7 @@ class PgClientSession(asyncio.Protocol):
         self._start_relay()
 
     def _start_relay(self) -> None:
+        self.login_timer.cancel()
         self.backend_key = self.gateway.register(self)
         greeting = b"".join(m.parameter_status(k, v) for k, v in self.upstream.parameters.items())
         greeting += m.backend_key_data(*self.backend_key)
@@ -375,8 +388,9 @@ class PgClientSession(asyncio.Protocol):
             self.transport.write(m.fatal("57P01", f"terminating connection: {reason}"))
         self._end("terminated", reason)
 
-    def _end(self, status: str, reason: str, quiet: bool = False) -> None:
+    def _end(self, status: str, reason: str) -> None:
         self.state = ClientState.CLOSED
+        self.login_timer.cancel()
         if self.backend_key is not None:
             self.gateway.unregister(self.backend_key[0])
         self._release_upstream()
@@ -397,5 +411,9 @@ class PgClientSession(asyncio.Protocol):
         upstream, self.upstream = self.upstream, None
         if upstream is None:
             return
-        idle = self.tracker is not None and not self.tracker.owed and self.tracker.transaction_status == b"I"
+        busy = self.tracker is not None and bool(self.tracker.owed)
+        if busy:
+            # The server would run an abandoned query to its end: stop it.
+            self.gateway.cancel_backend(upstream)
+        idle = self.tracker is not None and not busy and self.tracker.transaction_status == b"I"
         self.gateway.pool.release(upstream, reusable=idle and not upstream.buffer)

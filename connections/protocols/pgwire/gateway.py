@@ -5,6 +5,7 @@ import hmac
 import logging
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from . import messages as m
 from .client import PgClientSession
 from .pool import UpstreamPool
 from .targets import PgLogin, PgToken
+from .upstream import PgUpstream
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +51,29 @@ class PgGatewayConfig:
     connect_timeout: float = 10
     # Bounds what one client message may make us buffer; PostgreSQL's own is 1 GiB.
     max_client_message: int = 256 << 20
+    login_timeout: float = 60  # from the first byte to a ready session
 
 
 class PgGateway:
     """Owns the upstream pool and the map from our cancel keys to sessions."""
 
-    def __init__(self, config: PgGatewayConfig, directory: PgDirectory) -> None:
+    def __init__(
+        self, config: PgGatewayConfig, directory: PgDirectory, forward_cancel: Callable[[int, int], None] | None = None
+    ) -> None:
         self.config = config
         self.directory = directory
+        # Passes a cancel request for a session we do not hold to the other nodes.
+        self.forward_cancel = forward_cancel
         self.pool = UpstreamPool(config.pool_size, config.pool_idle_seconds, config.connect_timeout)
         self.sessions: dict[int, tuple[int, PgClientSession]] = {}
         self.server: asyncio.Server | None = None
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
+    async def serve(self, host: str, port: int, shared: bool = False) -> asyncio.Server:
+        """Listen; `shared` lets the node's other worker processes bind the same port."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: PgClientSession(self), host, port, reuse_address=True)
+        self.server = await loop.create_server(
+            lambda: PgClientSession(self), host, port, reuse_address=True, reuse_port=shared
+        )
         logger.info("PostgreSQL listener on %s:%s", host, port)
         return self.server
 
@@ -80,17 +90,24 @@ class PgGateway:
     def unregister(self, pid: int) -> None:
         self.sessions.pop(pid, None)
 
-    def cancel(self, pid: int, secret: int) -> None:
-        """Map a client's CancelRequest to the upstream backend now serving it."""
+    def cancel(self, pid: int, secret: int) -> bool:
+        """Map a CancelRequest to the upstream backend serving that session, if it is ours.
+
+        Returns False when no session of this node has that key; the caller may
+        then pass the request on to the other nodes.
+        """
         entry = self.sessions.get(pid)
         if entry is None or not hmac.compare_digest(entry[0].to_bytes(4, "big"), secret.to_bytes(4, "big")):
-            logger.info("ignored a cancel request with an unknown key")
-            return
-        upstream = entry[1].upstream
-        if upstream is not None:
-            asyncio.ensure_future(
-                send_cancel(upstream.target.host, upstream.target.port, upstream.backend_pid, upstream.backend_secret)
-            )
+            return False
+        if entry[1].upstream is not None:
+            self.cancel_backend(entry[1].upstream)
+        return True
+
+    @staticmethod
+    def cancel_backend(upstream: PgUpstream) -> None:
+        """Ask the upstream server to cancel what `upstream`'s backend is running."""
+        target = upstream.target
+        asyncio.ensure_future(send_cancel(target.host, target.port, upstream.backend_pid, upstream.backend_secret))
 
     def live_sessions(self) -> list[PgClientSession]:
         return [session for _secret, session in self.sessions.values()]

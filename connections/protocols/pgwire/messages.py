@@ -101,8 +101,10 @@ def ready_for_query(status: bytes = b"I") -> bytes:
     return message(b"Z", status)
 
 
-def negotiate_protocol_version(newest_minor: int, unsupported: list[str]) -> bytes:
-    payload = _INT32.pack(newest_minor) + _INT32.pack(len(unsupported))
+def negotiate_protocol_version(newest_version: int, unsupported: list[str]) -> bytes:
+    # The whole version code (3 << 16 | minor), as the server sends it and libpq 18
+    # checks it; the docs' "newest minor version" wording is misleading.
+    payload = _INT32.pack(newest_version) + _INT32.pack(len(unsupported))
     return message(b"v", payload + b"".join(cstring(o) for o in unsupported))
 
 
@@ -231,27 +233,50 @@ class Bind:
 
 
 def parse_bind(payload: bytes) -> Bind:
-    data = payload
-    portal, pos = read_cstring(data, 0)
-    statement, pos = read_cstring(data, pos)
-    param_formats, pos = _read_int16_list(data, pos)
+    portal, pos = read_cstring(payload, 0)
+    statement, pos = read_cstring(payload, pos)
+    param_formats, pos = _read_int16_list(payload, pos)
+    params, pos = _read_values(payload, pos)
+    result_formats, pos = _read_int16_list(payload, pos)
+    return Bind(portal, statement, param_formats, params, result_formats)
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    function_oid: int
+    arg_formats: list[int]
+    args: list[bytes | None]
+    result_format: int
+
+
+def parse_function_call(payload: bytes) -> FunctionCall:
+    oid, pos = read_int32(payload, 0)
+    arg_formats, pos = _read_int16_list(payload, pos)
+    args, pos = _read_values(payload, pos)
+    result_format, pos = read_int16(payload, pos)
+    return FunctionCall(oid, arg_formats, args, result_format)
+
+
+def _read_values(data: bytes, pos: int) -> tuple[list[bytes | None], int]:
+    """A count, then that many length-prefixed values (-1 is NULL), as in Bind and FunctionCall."""
     count, pos = read_int16(data, pos)
-    params: list[bytes | None] = []
+    values: list[bytes | None] = []
     for _ in range(count):
         length, pos = read_int32(data, pos)
         if length < 0:
-            params.append(None)
+            values.append(None)
             continue
-        params.append(data[pos : pos + length])
+        if pos + length > len(data):
+            raise ProtocolViolation("value runs past the end of the message")
+        values.append(data[pos : pos + length])
         pos += length
-    result_formats, pos = _read_int16_list(data, pos)
-    return Bind(portal, statement, param_formats, params, result_formats)
+    return values, pos
 
 
 def _read_int16_list(data: bytes, pos: int) -> tuple[list[int], int]:
     count, pos = read_int16(data, pos)
     if count < 0 or pos + 2 * count > len(data):
-        raise ProtocolViolation("malformed Bind message")
+        raise ProtocolViolation("malformed format code list")
     return list(struct.unpack_from(f"!{count}h", data, pos)), pos + 2 * count
 
 

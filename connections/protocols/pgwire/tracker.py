@@ -4,7 +4,8 @@ The tracker pairs every server response with the client request it answers,
 using a queue of what the server still owes (as a driver does). It emits a
 `sql` event when a statement starts (Query, Execute, FunctionCall) and a
 `result` event when each result set ends, with columns, rows up to the
-connection's cap, the command tag or error, and the duration.
+connection's cap, the command tag or error, and the duration. Notices,
+notifications and parameter changes become `notice`, `notify` and `param`.
 
 It never changes bytes and never raises into the relay: bookkeeping that
 loses track of the conversation logs and resynchronises at ReadyForQuery.
@@ -22,6 +23,7 @@ from .messages import (
     parse_bind,
     parse_data_row,
     parse_error_fields,
+    parse_function_call,
     parse_row_description,
     read_cstring,
     read_int32,
@@ -53,10 +55,20 @@ def _value(raw: bytes | None, fmt: int) -> object:
     return {"b64": base64.b64encode(raw).decode("ascii")}
 
 
+# Kinds that collect a result; a tuple, since Enum hashing is a Python-level call.
+RESULT_OWNERS = (Pending.QUERY, Pending.EXECUTE)
+
+
+def _error_summary(payload: bytes) -> dict:
+    """What a recording keeps of an ErrorResponse or NoticeResponse."""
+    fields = parse_error_fields(payload)
+    return {"code": fields.get("C", ""), "message": fields.get("M", ""), "severity": fields.get("V", "")}
+
+
 class Execution:
     """One statement in flight, collecting its current result set."""
 
-    __slots__ = ("seq", "started", "columns", "formats", "rows", "row_bytes", "truncated", "copy_bytes")
+    __slots__ = ("seq", "started", "columns", "formats", "rows", "row_bytes", "truncated", "copy_bytes", "source")
 
     def __init__(self, seq: int, columns=None, formats=None) -> None:
         self.seq = seq
@@ -67,6 +79,7 @@ class Execution:
         self.row_bytes = 0
         self.truncated = False
         self.copy_bytes = 0
+        self.source = ("", "")  # (portal, statement) of an Execute
 
     def reset(self) -> None:
         """Start the next result set of a multi-statement Query."""
@@ -107,7 +120,7 @@ class StatementTracker:
                 logger.exception("tracker lost a client %r message", kind)
 
     def _on_query(self, payload: bytes) -> None:
-        text, _ = read_cstring(payload, 0)
+        text = payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
         self.owed.append((Pending.QUERY, self._start(text, None)))
 
     def _on_parse(self, payload: bytes) -> None:
@@ -134,6 +147,7 @@ class StatementTracker:
         text = self.statements.get(statement, "")
         columns = self.portal_columns.get(portal) or self.statement_columns.get(statement)
         execution = self._start(text, params, columns, formats)
+        execution.source = (portal, statement)
         self.owed.append((Pending.EXECUTE, execution))
 
     def _on_close(self, payload: bytes) -> None:
@@ -149,8 +163,10 @@ class StatementTracker:
         self.owed.append((Pending.SYNC, None))
 
     def _on_function_call(self, payload: bytes) -> None:
-        oid, _ = read_int32(payload, 0)
-        self.owed.append((Pending.QUERY, self._start(f"-- function call, oid {oid}", None)))
+        call = parse_function_call(payload)
+        args = [_value(a, format_for(call.arg_formats, i)) for i, a in enumerate(call.args)]
+        execution = self._start(f"-- function call, oid {call.function_oid}", args, formats=[call.result_format])
+        self.owed.append((Pending.QUERY, execution))
 
     def _on_copy_data(self, payload: bytes) -> None:
         if self.copy_in is not None:
@@ -200,9 +216,9 @@ class StatementTracker:
         return None
 
     def _current(self) -> Execution | None:
-        head = self._head()
-        if head and head[0] in (Pending.QUERY, Pending.EXECUTE):
-            return head[1]
+        owed = self.owed
+        if owed and owed[0][0] in RESULT_OWNERS:
+            return owed[0][1]
         return None
 
     def _on_parse_complete(self, payload: bytes) -> None:
@@ -222,9 +238,21 @@ class StatementTracker:
             kind, name = head[1]
             target = self.statement_columns if kind == b"S" else self.portal_columns
             target[name] = columns
+            self._describe_sent_executes(kind, name, columns)
         elif (execution := self._current()) is not None:
             execution.columns = columns
             execution.formats = formats
+
+    def _describe_sent_executes(self, kind: bytes, name: str, columns: list) -> None:
+        """Give the columns to Executes already sent: a client pipelines Describe and Execute."""
+        by_portal = kind == b"P"
+        redefined_by = Pending.BIND if by_portal else Pending.PARSE
+        for pending, item in self.owed:
+            if pending is redefined_by and item == name:
+                return
+            described = pending is Pending.EXECUTE and item.source[0 if by_portal else 1] == name
+            if described and (by_portal or item.columns is None):
+                item.columns = columns
 
     def _describe(self, payload: bytes) -> tuple[list, list[int]]:
         # A hot statement returns the same RowDescription every time.
@@ -274,8 +302,7 @@ class StatementTracker:
         self.copy_in = self._current()
 
     def _on_command_complete(self, payload: bytes) -> None:
-        tag, _ = read_cstring(payload, 0)
-        self._finish({"tag": tag})
+        self._finish({"tag": payload[:-1].decode("utf-8", "replace")})
 
     def _on_empty_query(self, payload: bytes) -> None:
         self._finish({"tag": ""})
@@ -285,13 +312,26 @@ class StatementTracker:
 
     def _on_function_result(self, payload: bytes) -> None:
         length, pos = read_int32(payload, 0)
-        value = None if length < 0 else _value(payload[pos : pos + length], 1)
+        execution = self._current()
+        result_format = execution.formats[0] if execution is not None and execution.formats else 0
+        value = None if length < 0 else _value(payload[pos : pos + length], result_format)
         self._finish({"tag": "", "value": value})
+
+    def _on_notice(self, payload: bytes) -> None:
+        self.sink("notice", _error_summary(payload))
+
+    def _on_notification(self, payload: bytes) -> None:
+        pid, pos = read_int32(payload, 0)
+        channel, pos = read_cstring(payload, pos)
+        self.sink("notify", {"pid": pid, "channel": channel, "payload": read_cstring(payload, pos)[0]})
+
+    def _on_parameter_status(self, payload: bytes) -> None:
+        name, pos = read_cstring(payload, 0)
+        self.sink("param", {name: read_cstring(payload, pos)[0]})
 
     def _on_error(self, payload: bytes) -> None:
         self.error_count += 1
-        fields = parse_error_fields(payload)
-        error = {"code": fields.get("C", ""), "message": fields.get("M", ""), "severity": fields.get("V", "")}
+        error = _error_summary(payload)
         head = self._head()
         if head and head[0] is Pending.QUERY:
             self._finish({"error": error})
@@ -317,25 +357,26 @@ class StatementTracker:
             logger.debug("tracker resynchronised past %s", kind)
 
     def _finish(self, outcome: dict) -> None:
-        head = self._head()
-        if head is None or head[0] not in (Pending.QUERY, Pending.EXECUTE):
+        if not self.owed or self.owed[0][0] not in RESULT_OWNERS:
             return
-        execution = head[1]
+        kind, execution = self.owed[0]
         self._emit(execution, outcome)
-        if head[0] is Pending.EXECUTE:
+        if kind is Pending.EXECUTE:
             self.owed.popleft()
         else:
             execution.reset()
         self.copy_in = None
 
     def _emit(self, execution: Execution, outcome: dict) -> None:
-        event = {"n": execution.seq, "ms": round((time.perf_counter() - execution.started) * 1000, 3)}
+        event = {"n": execution.seq, "ms": round((time.perf_counter() - execution.started) * 1e6) / 1e3}
         if execution.columns is not None:
             event["columns"] = execution.columns
             event["rows"] = execution.rows
-        elif execution.rows:
+        elif execution.copy_bytes:
             event["copy"] = execution.rows
             event["copy_bytes"] = execution.copy_bytes
+        elif execution.rows:  # DataRows of an Execute whose portal nobody described
+            event["rows"] = execution.rows
         if execution.truncated:
             event["truncated"] = True
         event.update(outcome)
@@ -355,6 +396,9 @@ class StatementTracker:
         b"V": _on_function_result,
         b"E": _on_error,
         b"Z": _on_ready,
+        b"N": _on_notice,
+        b"A": _on_notification,
+        b"S": _on_parameter_status,
     }
 
     def close(self, reason: str) -> None:

@@ -1,11 +1,17 @@
-"""Run a whole gateway node: daphne (web, websockets) and the protocol listeners on one loop."""
+"""Run a whole gateway node: daphne (web, websockets) and the protocol listeners on one loop.
+
+With --workers N, N-1 forked processes serve PostgreSQL clients beside it on the same port.
+"""
 
 import asyncio
 import gc
 import logging
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from gateway_site.tls import ensure_certificate
+from gateway_site.workers import fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
 
 logger = logging.getLogger("gatehouse.rungateway")
@@ -25,17 +31,31 @@ class Command(BaseCommand):
         parser.add_argument("--http", default="127.0.0.1:8000", help="web and websocket address")
         parser.add_argument("--pg", default="127.0.0.1:15432", help="PostgreSQL listener address")
         parser.add_argument("--no-pg", action="store_true", help="do not listen for PostgreSQL clients")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.GATEHOUSE_PG_WORKERS,
+            help="processes serving PostgreSQL clients (more than 1 needs REDIS_URL)",
+        )
 
     def handle(self, *args, **options) -> None:
         http_host, http_port = parse_address(options["http"])
         pg_address = None if options["no_pg"] else parse_address(options["pg"])
+        workers = options["workers"]
+        if workers < 1 or (workers > 1 and not settings.CHANNEL_LAYERS_ARE_SHARED):
+            raise CommandError("--workers must be 1, or more with REDIS_URL set (workers signal each other through it)")
         interrupted = mark_interrupted_sessions()
         if interrupted:
             logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
-        run_node(http_host, http_port, pg_address)
+        ensure_certificate()  # made once here, not raced by the workers
+        worker_pids = fork_pg_workers(workers, pg_address) if pg_address else []
+        try:
+            run_node(http_host, http_port, pg_address, workers)
+        finally:
+            stop_pg_workers(worker_pids)
 
 
-def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None) -> None:
+def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None, pg_workers: int) -> None:
     import uvloop
 
     # daphne makes its event loop when daphne.server is first imported, so
@@ -48,7 +68,7 @@ def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None)
     from gateway_site.asgi import application
     from gateway_site.node import GatewayNode
 
-    node = GatewayNode(pg_address)
+    node = GatewayNode(pg_address, pg_workers)
     # Everything loaded so far lives as long as the process: keep the cyclic
     # collector from rescanning it, and let it run less often on the relay's
     # short-lived objects (they are freed by reference counting anyway).

@@ -1,0 +1,542 @@
+"""PostgreSQL benchmark: Gatehouse against direct access and pgbouncer, measured in one run.
+
+Starts a throwaway cluster, a gateway node (its defaults: recording on, pool
+on) and pgbouncer in session mode, then runs each measurement several times,
+interleaved across the targets, and prints the medians and their ratios:
+
+- pgbench -S, 8 clients, 2 threads: TPS;
+- pgbench -S -C (a new connection per transaction): TPS;
+- a 1,000,000-row result streamed to psql: wall time, and the gateway's peak RSS growth.
+
+Run with `make bench-pg` or `python bench/pg_bench.py [--seconds N] [--runs N] [--quick]`.
+"""
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are not on the path otherwise
+
+from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
+from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
+from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from tests.support.watchdog import start_watchdog, stop_watchdog  # noqa: E402
+
+HOST = "127.0.0.1"
+CLIENTS = 8
+THREADS = 2
+SCALE = 10
+STREAM_ROWS = 1_000_000
+# About 100 bytes of text a row: g, then 64 hex digits and 30 filler characters.
+STREAM_SQL = "SELECT g, md5(g::text) || md5((g + 1)::text) || repeat('x', 30) FROM generate_series(1, {rows}) g"
+STREAM_SIZE_SQL = (
+    "SELECT sum(octet_length(g::text) + octet_length(md5(g::text) || md5((g + 1)::text) || repeat('x', 30)))"
+    " FROM generate_series(1, {rows}) g"
+)
+RSS_SAMPLE_SECONDS = 0.02
+BOUNCER_USER = "postgres"  # pgbouncer refuses to run as root
+TARGETS = ("direct", "pgbouncer", "gatehouse")
+
+
+class BenchError(RuntimeError):
+    """A part of the benchmark could not be set up or a client failed."""
+
+
+# --- the machine ------------------------------------------------------------------
+
+
+def machine_lines() -> list[str]:
+    """nproc, CPU model, memory and tool versions, for the top of the report."""
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    versions = [_first_line(["pgbench", "--version"]), _first_line(["pgbouncer", "--version"])]
+    return [
+        f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
+        f"software: Python {platform.python_version()}, {', '.join(versions)}",
+        f"load average before the run: {load_average()} (other work on the machine skews every figure)",
+    ]
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _first_line(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    return (result.stdout or result.stderr).strip().splitlines()[0]
+
+
+def ensure_pgbouncer() -> None:
+    """Install the Debian pgbouncer package if the binary is missing."""
+    if shutil.which("pgbouncer"):
+        return
+    if os.geteuid() != 0:
+        raise BenchError("pgbouncer is not installed; run `apt-get install -y pgbouncer` (needs root)")
+    print("installing pgbouncer with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "pgbouncer"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            raise BenchError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    # The package starts a system service on its default port; this benchmark runs its own.
+    subprocess.run(["service", "pgbouncer", "stop"], capture_output=True, check=False)
+
+
+# --- pgbouncer -------------------------------------------------------------------------
+
+
+class PgBouncer:
+    """pgbouncer in session mode in front of the cluster: SCRAM and TLS for clients, plain to the server."""
+
+    def __init__(self, cluster: PgCluster, cert_file: Path, key_file: Path) -> None:
+        self.cluster = cluster
+        self.port = free_port(HOST)
+        self.dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-pgbouncer-", dir="/tmp"))
+        self.dir.chmod(0o755)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._write_files(cert_file, key_file)
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "pgbouncer.log"
+
+    def _write_files(self, cert_file: Path, key_file: Path) -> None:
+        shutil.copyfile(cert_file, self.dir / "client.crt")
+        shutil.copyfile(key_file, self.dir / "client.key")
+        # A plain password in auth_file lets pgbouncer do SCRAM with the client and with the server.
+        (self.dir / "userlist.txt").write_text(f'"{SUPERUSER}" "{self.cluster.superuser_password}"\n')
+        (self.dir / "pgbouncer.ini").write_text(self._config())
+        owner = _server_owner()
+        for path in (self.dir, *self.dir.iterdir()):
+            if path != self.dir:
+                path.chmod(0o600)
+            if owner is not None:
+                os.chown(path, *owner)
+
+    def _config(self) -> str:
+        return f"""\
+[databases]
+{DATABASE} = host={HOST} port={self.cluster.port} dbname={DATABASE}
+
+[pgbouncer]
+listen_addr = {HOST}
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {self.dir / "userlist.txt"}
+pool_mode = session
+default_pool_size = 20
+max_client_conn = 200
+client_tls_sslmode = require
+client_tls_cert_file = {self.dir / "client.crt"}
+client_tls_key_file = {self.dir / "client.key"}
+server_tls_sslmode = disable
+logfile = {self.log_file}
+pidfile =
+ignore_startup_parameters = extra_float_digits
+"""
+
+    def start(self) -> None:
+        """Run pgbouncer in the foreground of its own session and wait for its port."""
+        command = ["pgbouncer", str(self.dir / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", BOUNCER_USER, "--", *command]
+        with open(self.dir / "stderr.log", "wb") as stderr:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            )
+        self._watchdog = start_watchdog('kill -TERM -- "-$1" 2>/dev/null', str(self.process.pid))
+        if not wait_for_port(HOST, self.port, 15, still_starting=lambda: self.process.poll() is None):
+            raise BenchError(f"pgbouncer did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Stop pgbouncer (its whole process group: runuser and pgbouncer) and delete its files."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        stop_watchdog(self._watchdog)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = "".join(p.read_text(errors="replace") for p in (self.log_file, self.dir / "stderr.log") if p.exists())
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _server_owner() -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    entry = pwd.getpwnam(BOUNCER_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+# --- clients ---------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Where a client connects: libpq settings passed as PG* variables (never on the command line)."""
+
+    name: str
+    port: int
+    dbname: str
+    user: str
+    password: str
+
+    def env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        env.update(
+            PGHOST=HOST,
+            PGPORT=str(self.port),
+            PGDATABASE=self.dbname,
+            PGUSER=self.user,
+            PGPASSWORD=self.password,
+            PGSSLMODE="require",
+            PGCONNECT_TIMEOUT="10",
+        )
+        return env
+
+
+@dataclass
+class PgbenchRun:
+    """One pgbench run's throughput and failures."""
+
+    tps: float
+    processed: int
+    failed: int
+    errors: list[str] = field(default_factory=list)
+
+
+def run_pgbench(target: Target, seconds: int, new_connection_each: bool) -> PgbenchRun:
+    """pgbench -S with 8 clients and 2 threads for SECONDS against TARGET."""
+    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-T", str(seconds)]
+    if new_connection_each:
+        command.append("-C")
+    result = subprocess.run(command, capture_output=True, text=True, env=target.env(), timeout=seconds + 120)
+    tps = re.search(r"^tps = ([\d.]+)", result.stdout, re.M)
+    processed = re.search(r"transactions actually processed: (\d+)", result.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", result.stdout)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    if result.returncode != 0 and not errors:
+        errors = [f"pgbench exited {result.returncode}"]
+    if tps is None:
+        raise BenchError(f"pgbench against {target.name} printed no tps:\n{result.stdout}\n{result.stderr}")
+    return PgbenchRun(
+        tps=float(tps.group(1)),
+        processed=int(processed.group(1)) if processed else 0,
+        failed=int(failed.group(1)) if failed else 0,
+        errors=errors,
+    )
+
+
+def psql(target: Target, sql_text: str, output: str | None = None, timeout: float = 600) -> str:
+    """Run psql -c SQL (unaligned, tuples only); its output goes to OUTPUT if given."""
+    command = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql_text]
+    if output:
+        command += ["-o", output]
+    result = subprocess.run(command, capture_output=True, text=True, env=target.env(), timeout=timeout)
+    if result.returncode != 0:
+        raise BenchError(f"psql against {target.name} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class RssSampler:
+    """Samples a process's VmRSS every 20 ms in a thread; `growth_mb` is the peak minus the first sample."""
+
+    def __init__(self, pid: int) -> None:
+        self.status_file = Path(f"/proc/{pid}/status")
+        self.baseline_kb = self._read_kb()
+        self.peak_kb = self.baseline_kb
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _read_kb(self) -> int:
+        match = re.search(r"VmRSS:\s+(\d+)", self.status_file.read_text())
+        return int(match.group(1)) if match else 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_SECONDS):
+            try:
+                self.peak_kb = max(self.peak_kb, self._read_kb())
+            except OSError:
+                return  # the process is gone; the report shows the gateway's exit instead
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak_kb - self.baseline_kb) / 1024
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, self._read_kb())
+
+
+@dataclass
+class StreamRun:
+    """One streamed result: psql's wall time and, for the gateway, its RSS growth."""
+
+    seconds: float
+    rss_growth_mb: float | None = None
+
+
+def stream_result(target: Target, rows: int, gateway_pid: int | None) -> StreamRun:
+    """Stream ROWS rows to psql (output to /dev/null) and time it; sample the gateway's RSS if given."""
+    sql_text = STREAM_SQL.format(rows=rows)
+    with ExitStack() as stack:
+        sampler = stack.enter_context(RssSampler(gateway_pid)) if gateway_pid else None
+        started = time.monotonic()
+        psql(target, sql_text, output="/dev/null")
+        elapsed = time.monotonic() - started
+    return StreamRun(elapsed, sampler.growth_mb if sampler else None)
+
+
+# --- the setup --------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """The running parts and the three ways to reach the same database."""
+
+    cluster: PgCluster
+    gateway: GatewayProcess
+    targets: dict[str, Target]
+
+
+@contextmanager
+def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
+    """Cluster with pgbench tables, gateway node and pgbouncer; every process stopped on the way out."""
+    with ExitStack() as stack:
+        log(f"starting a PostgreSQL cluster, pgbench -i -s {SCALE} ...")
+        cluster = stack.enter_context(running_cluster(max_connections=200))
+        direct = Target("direct", cluster.port, DATABASE, SUPERUSER, cluster.superuser_password)
+        init = subprocess.run(
+            ["pgbench", "-i", "-q", "-s", str(SCALE)], capture_output=True, text=True, env=direct.env(), timeout=600
+        )
+        if init.returncode != 0:
+            raise BenchError(f"pgbench -i failed: {init.stderr.strip()}")
+        log("starting the gateway ...")
+        gateway_dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-gateway-"))
+        stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
+        gateway = stack.enter_context(GatewayProcess(gateway_dir))
+        provision_bot(gateway, cluster, connection="bench", agent="bench-bot", tls="disable")
+        gateway.start()
+        log("starting pgbouncer ...")
+        bouncer = PgBouncer(cluster, gateway.cert_file, gateway.cert_file.with_suffix(".key"))
+        stack.callback(bouncer.stop)
+        bouncer.start()
+        pgbouncer = Target("pgbouncer", bouncer.port, DATABASE, SUPERUSER, cluster.superuser_password)
+        gatehouse = Target("gatehouse", gateway.pg_port, "bench", "bench-bot", gateway.token or "")
+        yield Setup(cluster, gateway, {"direct": direct, "pgbouncer": pgbouncer, "gatehouse": gatehouse})
+
+
+# --- measurements and the report ----------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Every run of every measurement, by measurement and target."""
+
+    tps: dict[str, list[PgbenchRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
+    tps_connect: dict[str, list[PgbenchRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
+    stream: dict[str, list[StreamRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
+
+
+def measure(setup: Setup, options: argparse.Namespace, log: Callable[[str], None]) -> Results:
+    """Warm up each target, then run every measurement RUNS times, interleaved across the targets."""
+    results = Results()
+    gateway_pid = setup.gateway.process.pid
+    for target in setup.targets.values():
+        run_pgbench(target, options.warmup, new_connection_each=False)
+    for run in range(1, options.runs + 1):
+        for name, target in setup.targets.items():
+            outcome = run_pgbench(target, options.seconds, new_connection_each=False)
+            results.tps[name].append(outcome)
+            log(f"run {run}: pgbench -S     {name:<10} {outcome.tps:10.1f} tps  failed={outcome.failed}")
+    for run in range(1, options.runs + 1):
+        for name, target in setup.targets.items():
+            outcome = run_pgbench(target, options.seconds, new_connection_each=True)
+            results.tps_connect[name].append(outcome)
+            log(f"run {run}: pgbench -S -C  {name:<10} {outcome.tps:10.1f} tps  failed={outcome.failed}")
+    for run in range(1, options.runs + 1):
+        for name, target in setup.targets.items():
+            outcome = stream_result(target, options.rows, gateway_pid if name == "gatehouse" else None)
+            results.stream[name].append(outcome)
+            rss = f"  gateway RSS +{outcome.rss_growth_mb:.1f} MB" if outcome.rss_growth_mb is not None else ""
+            log(f"run {run}: stream {options.rows} rows {name:<10} {outcome.seconds:7.2f} s{rss}")
+    return results
+
+
+def _median_tps(runs: list[PgbenchRun]) -> float:
+    return statistics.median(r.tps for r in runs)
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}" if denominator else "n/a"
+
+
+def report_tps(title: str, runs: dict[str, list[PgbenchRun]]) -> list[str]:
+    """One pgbench measurement: each target's runs, median, failures, and the ratios of medians."""
+    lines = [title]
+    medians = {name: _median_tps(r) for name, r in runs.items()}
+    for name, target_runs in runs.items():
+        each = ", ".join(f"{r.tps:.1f}" for r in target_runs)
+        failed = sum(r.failed for r in target_runs)
+        lines.append(f"  {name:<10} median {medians[name]:10.1f} tps   runs [{each}]   failed transactions {failed}")
+    lines.append(
+        f"  ratios     gatehouse/pgbouncer {_ratio(medians['gatehouse'], medians['pgbouncer'])}"
+        f"   gatehouse/direct {_ratio(medians['gatehouse'], medians['direct'])}"
+        f"   pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}"
+    )
+    return lines
+
+
+def report_stream(rows: int, byte_count: int, runs: dict[str, list[StreamRun]]) -> list[str]:
+    """The streamed result: each target's wall times, the ratios, and the gateway's RSS growth."""
+    lines = [f"{rows:,}-row result streamed to psql -A -t -o /dev/null ({byte_count / 1e6:.1f} MB of row text)"]
+    medians = {name: statistics.median(r.seconds for r in target_runs) for name, target_runs in runs.items()}
+    for name, target_runs in runs.items():
+        each = ", ".join(f"{r.seconds:.2f}" for r in target_runs)
+        lines.append(f"  {name:<10} median {medians[name]:7.2f} s   runs [{each}]")
+    lines.append(
+        f"  ratios     gatehouse/direct {_ratio(medians['gatehouse'], medians['direct'])} (time; lower is better)"
+        f"   pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}"
+    )
+    growth = [r.rss_growth_mb or 0.0 for r in runs["gatehouse"]]
+    each = ", ".join(f"{g:.1f}" for g in growth)
+    lines.append(
+        f"  gateway peak RSS growth: median {statistics.median(growth):.1f} MB, max {max(growth):.1f} MB"
+        f"   runs [{each}]"
+    )
+    return lines
+
+
+def report_errors(results: Results, gateway: GatewayProcess) -> list[str]:
+    """Client errors and gateway log lines that point at a problem (empty if there are none)."""
+    lines = []
+    for label, table in (("pgbench -S", results.tps), ("pgbench -S -C", results.tps_connect)):
+        for name, runs in table.items():
+            errors = [e for r in runs for e in r.errors]
+            if errors:
+                lines.append(f"  {label} {name}: {len(errors)} error lines, first: {errors[0]}")
+    log_problems = [
+        line for line in gateway.log_text().splitlines() if re.search(r"ERROR|Traceback|Exception|CRITICAL", line)
+    ]
+    if log_problems:
+        lines.append(f"  gateway log: {len(log_problems)} lines with ERROR/Traceback/Exception; first few:")
+        lines += [f"    {line}" for line in log_problems[:10]]
+    if not gateway.running:
+        lines.append(f"  the gateway process exited with {gateway.process.returncode}")
+    return ["problems:", *lines] if lines else ["problems: none (no client errors, no errors in the gateway log)"]
+
+
+def fairness_lines(options: argparse.Namespace) -> list[str]:
+    return [
+        f"setup: pgbench scale {SCALE}; {CLIENTS} clients, {THREADS} threads, {options.seconds} s per run;"
+        f" {options.runs} runs interleaved (direct, pgbouncer, gatehouse, direct, ...) after a"
+        f" {options.warmup} s warm-up of each",
+        "  every client uses sslmode=require and SCRAM-SHA-256: direct to the cluster (ssl on, user postgres),",
+        "  pgbouncer in session mode (client_tls_sslmode=require, auth_type=scram-sha-256, default_pool_size 20,",
+        "  max_client_conn 200), Gatehouse with its defaults (recording on, upstream pool on, token SCRAM);",
+        "  server side plain on loopback for both proxies (pgbouncer server_tls_sslmode=disable,",
+        "  the Gatehouse connection registered with --tls disable). All on this machine, competing for cores.",
+    ]
+
+
+def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, help="pgbench duration of each run (default 20; --quick 3)")
+    parser.add_argument("--runs", type=int, help="runs of each measurement per target (default 3; --quick 1)")
+    parser.add_argument("--quick", action="store_true", help="short runs and 100,000 rows, for a smoke test")
+    options = parser.parse_args(argv)
+    options.seconds = options.seconds or (3 if options.quick else 20)
+    options.runs = options.runs or (1 if options.quick else 3)
+    options.rows = 100_000 if options.quick else STREAM_ROWS
+    options.warmup = 1 if options.quick else 3
+    if options.seconds < 1 or options.runs < 1:
+        parser.error("--seconds and --runs must be at least 1")
+    return options
+
+
+def result_bytes(target: Target, rows: int) -> int:
+    """The row text the streamed result carries (the size of its DataRow values)."""
+    total = psql(target, STREAM_SIZE_SQL.format(rows=rows))
+    return int(total)
+
+
+def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> list[str]:
+    """Set everything up, measure, tear down; returns the report."""
+    header = machine_lines()
+    print("\n".join(header), flush=True)
+    with benchmark_setup(log) as setup:
+        byte_count = result_bytes(setup.targets["direct"], options.rows)
+        results = measure(setup, options, log)
+        connect_title = f"pgbench -S -C (new connection per transaction, -c {CLIENTS} -j {THREADS}), TPS"
+        return [
+            "",
+            "=== Gatehouse PostgreSQL benchmark ===",
+            *header,
+            *fairness_lines(options),
+            "",
+            *report_tps(f"pgbench -S (-c {CLIENTS} -j {THREADS}), TPS", results.tps),
+            "",
+            *report_tps(connect_title, results.tps_connect),
+            "",
+            *report_stream(options.rows, byte_count, results.stream),
+            "",
+            *report_errors(results, setup.gateway),
+            f"load average after the run: {load_average()}",
+        ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    # A SIGTERM (a killed make) unwinds like Ctrl-C, so every process is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    try:
+        ensure_pgbouncer()
+        report = run_benchmark(options, log)
+    except KeyboardInterrupt:
+        print("interrupted; everything started has been stopped", file=sys.stderr)
+        return 130
+    except (BenchError, GatewayError, PgClusterError) as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
