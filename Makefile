@@ -26,7 +26,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 bench-pg: venv
-	$(PY) bench/pg_bench.py
+	$(PY) bench/pg_bench.py $(BENCH_ARGS)
 
 venv:
 	@if [ ! -x $(PY) ]; then \

@@ -23,6 +23,7 @@ from gateway_site.node import GatewayNode
 logger = logging.getLogger(__name__)
 
 PARENT_CHECK_SECONDS = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 STOP_TIMEOUT_SECONDS = 15.0
 
 
@@ -30,7 +31,11 @@ def fork_pg_workers(workers: int, pg_address: tuple[str, int]) -> list[int]:
     """Fork the node's PostgreSQL-only workers 1..workers-1; returns their pids.
 
     Call before any event loop or thread starts: only the forking thread survives a fork.
+    Stop signals stay blocked, in the parent and in each worker, until that process
+    has its handlers: a SIGTERM during start-up then means a clean stop, not a kill.
+    Call `accept_stop_signals()` once they are in place.
     """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     connections.close_all()  # a forked child must not share the parent's database sockets
     pids = []
     for index in range(1, workers):
@@ -62,8 +67,9 @@ async def _serve(index: int, workers: int, pg_address: tuple[str, int]) -> None:
     gc.set_threshold(50_000, 20, 100)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    accept_stop_signals()
     parent = os.getppid()
     logger.info("PostgreSQL worker %d (pid %d) serving", index, os.getpid())
     while not stop.is_set():
@@ -74,6 +80,11 @@ async def _serve(index: int, workers: int, pg_address: tuple[str, int]) -> None:
                 logger.warning("PostgreSQL worker %d lost its parent; stopping", index)
                 break
     await node.stop()
+
+
+def accept_stop_signals() -> None:
+    """Deliver SIGTERM and SIGINT again (see fork_pg_workers)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def stop_pg_workers(pids: list[int]) -> None:

@@ -25,7 +25,7 @@ from django.core.management import call_command
 from pytest_django import Settings
 
 from gateway_site import tls
-from tests.support.gateway_process import GatewayProcess, missing_commands
+from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import ROLE_METHODS, SEED_ROWS, PgCluster, make_test_certificates, running_cluster
 
 # libpq's name for each pg_hba method, for require_auth (libpq 16+).
@@ -217,7 +217,6 @@ def test_it_runs_management_commands_in_the_nodes_own_data_dir(gateway_factory: 
     assert "already exists" in again.stdout
 
 
-@pytest.mark.skipif(bool(missing_commands("rungateway")), reason="rungateway is not written yet")
 def test_it_starts_and_stops_a_gateway_node(gateway_factory: Callable[..., GatewayProcess]) -> None:
     node: GatewayProcess = gateway_factory()
     node.start()

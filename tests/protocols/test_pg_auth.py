@@ -11,6 +11,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from tests.protocols.nodes import (
+    add_agent,
+    add_connection,
+    after_auth_request,
+    assert_serves,
+    bot_client,
+    running_node,
+    unique_name,
+)
 from tests.protocols.wire import (
     AUTH_CLEARTEXT,
     AUTH_OK,
@@ -20,16 +29,11 @@ from tests.protocols.wire import (
     ScramClient,
     ServerError,
     WireClient,
-    add_agent,
-    add_connection,
-    assert_serves,
-    cstring,
     login_error,
-    message,
+    sasl_initial_response,
     startup_packet,
-    unique_name,
 )
-from tests.support.gateway_process import GatewayProcess, provision_bot
+from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import PgCluster
 
 WRONG_TOKEN = "gh_wrong-token-0123456789abcdef"  # noqa: S105 (a deliberately wrong token)
@@ -145,8 +149,8 @@ def test_it_gives_unknown_and_forbidden_connections_the_same_error(
 
 
 def test_it_offers_scram_plus_inside_tls(gateway: GatewayProcess) -> None:
-    with WireClient(gateway.pg_port) as client:
-        greeting = client.login(gateway.agent_name, gateway.connection_name, gateway.token)
+    with bot_client(gateway) as client:
+        greeting = client.greeting
     assert greeting.mechanisms == [SCRAM_PLUS, SCRAM]
     assert greeting.auth_requests == [AUTH_SASL, 11, 12, AUTH_OK]
 
@@ -159,17 +163,14 @@ def test_it_uses_channel_binding_when_libpq_requires_it(gateway: GatewayProcess)
 
 
 def test_it_checks_the_channel_binding_data(gateway: GatewayProcess) -> None:
-    params = {"user": gateway.agent_name, "database": gateway.connection_name}
     with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet(params))
+        client.startup(gateway.agent_name, gateway.connection_name)
         client.authenticate(gateway.token, channel_binding=True)
         assert client.query("SELECT 'bound'") == [["bound"]]
     # The end-point hash of some other certificate: a man in the middle's.
     with WireClient(gateway.pg_port) as client:
-        client.start_tls()
+        client.startup(gateway.agent_name, gateway.connection_name)
         client.server_certificate = b"not the gateway's certificate"
-        client.send(startup_packet(params))
         with pytest.raises(ServerError) as raised:
             client.authenticate(gateway.token, channel_binding=True)
     assert raised.value.fields == auth_failure(gateway.agent_name)
@@ -177,25 +178,15 @@ def test_it_checks_the_channel_binding_data(gateway: GatewayProcess) -> None:
 
 def test_it_refuses_a_channel_binding_downgrade_inside_tls(gateway: GatewayProcess) -> None:
     # "y": the client could bind but thinks the server cannot; inside TLS that means someone stripped -PLUS.
-    with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet({"user": gateway.agent_name, "database": gateway.connection_name}))
-        assert client.read_message().kind == b"R"
-        first = ScramClient(gateway.token, gs2_header=b"y,,").first()
-        client.send(message(b"p", cstring(SCRAM) + len(first).to_bytes(4, "big") + first))
-        fields = client.messages_until_close()
+    first = ScramClient(gateway.token, gs2_header=b"y,,").first()
+    fields = after_auth_request(gateway, sasl_initial_response(SCRAM, first))
     assert [msg.kind for msg in fields] == [b"E"]
     assert b"28P01" in fields[0].payload
     assert_serves(gateway)
 
 
 def test_it_refuses_an_unknown_sasl_mechanism(gateway: GatewayProcess) -> None:
-    with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet({"user": gateway.agent_name, "database": gateway.connection_name}))
-        assert client.read_message().kind == b"R"
-        client.send(message(b"p", cstring("SCRAM-SHA-1") + (5).to_bytes(4, "big") + b"n,,r="))
-        received = client.messages_until_close()
+    received = after_auth_request(gateway, sasl_initial_response("SCRAM-SHA-1", b"n,,r="))
     assert [msg.kind for msg in received] == [b"E"]
     assert b"28P01" in received[0].payload
     assert_serves(gateway)
@@ -208,18 +199,13 @@ def test_it_refuses_an_unknown_sasl_mechanism(gateway: GatewayProcess) -> None:
 def password_node(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A node with GATEHOUSE_PG_CLIENT_AUTH=password that also accepts plaintext clients."""
     env = {"GATEHOUSE_PG_CLIENT_AUTH": "password", "GATEHOUSE_PG_ALLOW_PLAINTEXT": "true"}
-    node = GatewayProcess(tmp_path_factory.mktemp("gateway-password-auth"), env=env)
-    try:
-        provision_bot(node, pg_cluster)
-        node.start()
+    with running_node(tmp_path_factory.mktemp("gateway-password-auth"), pg_cluster, env=env) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def test_it_accepts_a_cleartext_token_inside_tls_in_password_mode(password_node: GatewayProcess) -> None:
-    with WireClient(password_node.pg_port) as client:
-        greeting = client.login(password_node.agent_name, password_node.connection_name, password_node.token)
+    with bot_client(password_node) as client:
+        greeting = client.greeting
         assert client.query("SELECT current_user") == [["postgres"]]
     assert greeting.auth_requests == [AUTH_CLEARTEXT, AUTH_OK]
     if psycopg.pq.version() >= 160000:

@@ -6,24 +6,35 @@ alive and a normal psycopg client still runs a query through it.
 """
 
 import contextlib
-import os
 import random
 import signal
 import socket
 import struct
 import subprocess
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.protocols.nodes import (
+    after_auth_request,
+    assert_serves,
+    assert_verifies,
+    bot_client,
+    gateway_psql_env,
+    poll,
+    psql_command,
+    public_id,
+    read_recording,
+    unique_name,
+    wait_for_session,
+    wait_for_upstream_query,
+)
 from tests.protocols.wire import (
     Message,
     ServerError,
     WireClient,
-    assert_serves,
     cancel_request,
     copy_data,
     error_fields,
@@ -32,13 +43,9 @@ from tests.protocols.wire import (
     negotiate_protocol_version,
     packet,
     protocol_code,
-    public_id,
     query_message,
-    recording_events,
     ssl_request,
     startup_packet,
-    unique_name,
-    wait_for_session,
 )
 from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import PgCluster
@@ -56,14 +63,6 @@ def assert_fatal(fields: dict[str, str], sqlstate: str, text: str) -> None:
     assert fields["S"] == "FATAL", fields
     assert fields["C"] == sqlstate, fields
     assert text in fields["M"], fields
-
-
-def login(gateway: GatewayProcess, application_name: str = "") -> WireClient:
-    """A raw client logged in as the gateway's bot, ready for queries."""
-    client = WireClient(gateway.pg_port)
-    params = {"application_name": application_name} if application_name else {}
-    client.login(gateway.agent_name, gateway.connection_name, gateway.token, **params)
-    return client
 
 
 # --- malformed and truncated startup packets -------------------------------------------
@@ -113,8 +112,7 @@ def test_it_drops_a_client_that_leaves_right_after_its_startup_packet(gateway: G
     log_before = len(gateway.log_text())
     for _ in range(5):
         with WireClient(gateway.pg_port) as client:
-            client.start_tls()
-            client.send(startup_packet({"user": gateway.agent_name, "database": gateway.connection_name}))
+            client.startup(gateway.agent_name, gateway.connection_name)
             client.abort()
     assert_serves(gateway)
     assert "Traceback" not in gateway.log_text()[log_before:]
@@ -145,10 +143,8 @@ def test_it_negotiates_a_newer_minor_version_down_to_3_0(gateway: GatewayProcess
 
 
 def test_it_lists_protocol_options_it_does_not_support(gateway: GatewayProcess) -> None:
-    params = {"user": gateway.agent_name, "database": gateway.connection_name, "_pq_.foo": "on", "_pq_.bar": "1"}
     with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet(params))
+        client.startup(gateway.agent_name, gateway.connection_name, **{"_pq_.foo": "on", "_pq_.bar": "1"})
         negotiation = client.read_message()
         assert negotiation.kind == b"v"
         assert negotiate_protocol_version(negotiation.payload) == (protocol_code(3, 0), ["_pq_.foo", "_pq_.bar"])
@@ -171,14 +167,14 @@ def test_it_serves_libpq_asking_for_protocol_3_2(gateway: GatewayProcess) -> Non
 @pytest.mark.parametrize("length", [1 << 30, 2**31, 2**32 - 1, 3], ids=["1GiB", "2GiB", "4GiB", "below-4"])
 def test_it_ends_a_session_that_declares_an_impossible_message_length(gateway: GatewayProcess, length: int) -> None:
     application_name = unique_name("bad-length")
-    with login(gateway, application_name) as client:
+    with bot_client(gateway, application_name=application_name) as client:
         client.send(b"Q" + struct.pack("!I", length) + b"SELECT 1")
         fields = only_error(client.messages_until_close())
     assert_fatal(fields, "08P01", f"invalid message length {length}")
     # The session's recording is sealed, and says why it ended.
     row = wait_for_session(gateway, application_name, sealed=True)
     assert row["status"] == "ended"
-    events = recording_events(gateway, row)
+    events = read_recording(gateway, row).events
     assert ["closed", {"reason": f"invalid message length {length}"}] in [event[1:3] for event in events]
     assert_serves(gateway)
 
@@ -205,7 +201,7 @@ def test_it_refuses_random_garbage_inside_tls(gateway: GatewayProcess, seed: int
 
 def test_it_ends_a_session_that_sends_garbage_after_login(gateway: GatewayProcess) -> None:
     garbage = random.Random(6).randbytes(4096)
-    with login(gateway) as client:
+    with bot_client(gateway) as client:
         client.send(garbage)
         received = client.messages_until_close()
     assert received, "the gateway closed without saying why"
@@ -298,23 +294,13 @@ def test_it_ignores_a_cancel_request_with_an_unknown_key(gateway: GatewayProcess
 
 
 def test_it_refuses_a_message_other_than_a_password_during_authentication(gateway: GatewayProcess) -> None:
-    with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet({"user": gateway.agent_name, "database": gateway.connection_name}))
-        assert client.read_message().kind == b"R"  # AuthenticationSASL
-        client.send(query_message("SELECT 1"))
-        fields = only_error(client.messages_until_close())
+    fields = only_error(after_auth_request(gateway, query_message("SELECT 1")))
     assert_fatal(fields, "08P01", "expected a password or SASL response")
     assert_serves(gateway)
 
 
 def test_it_refuses_an_oversized_password_message(gateway: GatewayProcess) -> None:
-    with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet({"user": gateway.agent_name, "database": gateway.connection_name}))
-        assert client.read_message().kind == b"R"
-        client.send(message(b"p", b"x" * 20_000))
-        fields = only_error(client.messages_until_close())
+    fields = only_error(after_auth_request(gateway, message(b"p", b"x" * 20_000)))
     assert_fatal(fields, "08P01", "expected a password or SASL response")
     assert_serves(gateway)
 
@@ -322,47 +308,29 @@ def test_it_refuses_an_oversized_password_message(gateway: GatewayProcess) -> No
 # --- clients that disconnect mid-way ------------------------------------------------------
 
 
-@pytest.fixture
-def upstream_admin(pg_cluster: PgCluster) -> Iterator[psycopg.Connection]:
-    """A connection straight to the cluster, to watch (and tidy up) what the gateway does upstream."""
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
-        yield conn
-
-
 def spawn_psql(gateway: GatewayProcess, application_name: str, *args: str) -> subprocess.Popen[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    env.update(PGPASSWORD=gateway.token or "", PGAPPNAME=application_name, PGCONNECT_TIMEOUT="15")
     return subprocess.Popen(
-        ["psql", "-X", "-v", "ON_ERROR_STOP=1", *args, "--dbname", gateway.dsn(password="")],
+        psql_command(gateway.dsn(password=""), "-v", "ON_ERROR_STOP=1", *args),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=gateway_psql_env(gateway, application_name),
     )
 
 
-def wait_for_upstream_query(upstream_admin: psycopg.Connection, application_name: str, prefix: str) -> int:
+def running_backend(direct: psycopg.Connection, application_name: str, prefix: str) -> int:
     """The upstream backend pid once it runs a query starting with `prefix` for this application_name."""
-    deadline = time.monotonic() + PSQL_TIMEOUT
-    while time.monotonic() < deadline:
-        row = upstream_admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' AND query LIKE %s",
-            (application_name, prefix + "%"),
-        ).fetchone()
-        if row:
-            return row[0]
-        time.sleep(0.05)
-    raise AssertionError(f"the upstream never ran {prefix!r} for {application_name}")
+    pid = wait_for_upstream_query(direct, application_name, prefix, timeout=PSQL_TIMEOUT)
+    assert pid is not None, f"the upstream never ran {prefix!r} for {application_name}"
+    return pid
 
 
-def wait_until_backend_gone(upstream_admin: psycopg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + PSQL_TIMEOUT
-    while time.monotonic() < deadline:
-        if upstream_admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"upstream backend {pid} is still there")
+def wait_until_backend_gone(direct: psycopg.Connection, pid: int) -> None:
+    def gone() -> bool:
+        return direct.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None
+
+    assert poll(gone, PSQL_TIMEOUT), f"upstream backend {pid} is still there"
 
 
 def kill(process: subprocess.Popen[str]) -> None:
@@ -374,48 +342,46 @@ def assert_sealed_after_client_left(gateway: GatewayProcess, application_name: s
     """The session ended, says the client disconnected, recorded its last statement, and verifies."""
     row = wait_for_session(gateway, application_name, sealed=True)
     assert row["status"] == "ended"
-    events = recording_events(gateway, row)
+    events = read_recording(gateway, row).events
     kinds = [event[1] for event in events]
     assert ["closed", {"reason": "client disconnected"}] in [event[1:3] for event in events]
     assert kinds[-1] == "end" and events[-1][2]["status"] == "ended"
     assert any(event[1] == "sql" and statement in event[2]["text"] for event in events)
     session_id = public_id(row)
-    verified = gateway.manage("recordings", "verify", session_id)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"OK {session_id}" in verified.stdout
+    assert f"OK {session_id}" in assert_verifies(gateway, session_id).stdout
 
 
-def test_it_survives_a_client_killed_mid_query(gateway: GatewayProcess, upstream_admin: psycopg.Connection) -> None:
+def test_it_survives_a_client_killed_mid_query(gateway: GatewayProcess, direct: psycopg.Connection) -> None:
     application_name = unique_name("killed-mid-query")
     with psycopg.connect(gateway.dsn(), autocommit=True, connect_timeout=15) as bystander:
         psql = spawn_psql(gateway, application_name, "-c", "SELECT pg_sleep(60)")
         try:
-            backend = wait_for_upstream_query(upstream_admin, application_name, "SELECT pg_sleep")
+            backend = running_backend(direct, application_name, "SELECT pg_sleep")
         finally:
             kill(psql)
         assert bystander.execute("SELECT 'still here'").fetchone() == ("still here",)
     assert_sealed_after_client_left(gateway, application_name, "pg_sleep(60)")
     # The gateway cancels the abandoned query, so the backend does not sleep on for a minute.
-    wait_until_backend_gone(upstream_admin, backend)
+    wait_until_backend_gone(direct, backend)
     assert_serves(gateway)
 
 
 @pytest.fixture
-def copy_table(upstream_admin: psycopg.Connection) -> Iterator[str]:
+def copy_table(direct: psycopg.Connection) -> Iterator[str]:
     name = unique_name("copy_target").replace("-", "_")
-    upstream_admin.execute(sql.SQL("CREATE TABLE {} (n integer)").format(sql.Identifier(name)))
+    direct.execute(sql.SQL("CREATE TABLE {} (n integer)").format(sql.Identifier(name)))
     yield name
-    upstream_admin.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    direct.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def test_it_survives_a_client_killed_mid_copy(
-    gateway: GatewayProcess, upstream_admin: psycopg.Connection, copy_table: str
+    gateway: GatewayProcess, direct: psycopg.Connection, copy_table: str
 ) -> None:
     application_name = unique_name("killed-mid-copy")
     with psycopg.connect(gateway.dsn(), autocommit=True, connect_timeout=15) as bystander:
         psql = spawn_psql(gateway, application_name, "-c", f"COPY {copy_table} FROM STDIN")
         try:
-            backend = wait_for_upstream_query(upstream_admin, application_name, "COPY")
+            backend = running_backend(direct, application_name, "COPY")
             psql.stdin.write("".join(f"{n}\n" for n in range(1000)))
             psql.stdin.flush()
         finally:
@@ -423,15 +389,15 @@ def test_it_survives_a_client_killed_mid_copy(
         assert bystander.execute("SELECT 'still here'").fetchone() == ("still here",)
     assert_sealed_after_client_left(gateway, application_name, f"COPY {copy_table} FROM STDIN")
     # The unfinished COPY was rolled back upstream, not committed half-way.
-    wait_until_backend_gone(upstream_admin, backend)
-    count = upstream_admin.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(copy_table))).fetchone()
+    wait_until_backend_gone(direct, backend)
+    count = direct.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(copy_table))).fetchone()
     assert count == (0,)
     assert_serves(gateway)
 
 
 def test_it_survives_a_client_that_resets_mid_copy(gateway: GatewayProcess, copy_table: str) -> None:
     application_name = unique_name("reset-mid-copy")
-    client = login(gateway, application_name)
+    client = bot_client(gateway, application_name=application_name)
     with contextlib.closing(client):
         client.send(query_message(f"COPY {copy_table} FROM STDIN"))
         assert client.read_until(b"G")[-1].kind == b"G"  # CopyInResponse
@@ -443,7 +409,7 @@ def test_it_survives_a_client_that_resets_mid_copy(gateway: GatewayProcess, copy
 
 def test_it_reports_server_errors_without_ending_the_session(gateway: GatewayProcess) -> None:
     # A control for the cases above: an ordinary SQL error is not bad input and keeps the session.
-    with login(gateway) as client:
+    with bot_client(gateway) as client:
         with pytest.raises(ServerError) as raised:
             client.query("SELECT 1/0")
         assert raised.value.sqlstate == "22012"

@@ -9,7 +9,6 @@ import re
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -17,8 +16,21 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from tests.protocols import pg_raw
-from tests.protocols.conftest import clean_env
+from tests.protocols.nodes import clean_env, wait_for_upstream_query
+from tests.protocols.wire import (
+    SYNC,
+    WireClient,
+    bind,
+    cancel_request,
+    describe_portal,
+    error_fields,
+    execute,
+    function_call,
+    kinds_of,
+    parse,
+    query_message,
+    rows_of,
+)
 from tests.support.gateway_process import GatewayProcess
 
 ITEMS_QUERY = "SELECT id, name, email, price, created_at FROM items ORDER BY id"
@@ -227,21 +239,17 @@ def test_it_fetches_a_named_cursor_in_batches(connect, direct) -> None:
 
 def test_it_suspends_a_portal_like_direct(raw_gateway, raw_direct) -> None:
     """Execute with a row limit: PortalSuspended after each batch, as libpq-based cursors never ask for."""
-    exchange = (
-        pg_raw.parse("SELECT id, name FROM items WHERE id <= $1 ORDER BY id"),
-        pg_raw.bind([b"100"]),
-        pg_raw.describe_portal(),
-        *(pg_raw.execute(max_rows=40) for _ in range(3)),
-        pg_raw.SYNC,
+    messages = (
+        parse("SELECT id, name FROM items WHERE id <= $1 ORDER BY id"),
+        bind([b"100"]),
+        describe_portal(),
+        *(execute(max_rows=40) for _ in range(3)),
+        SYNC,
     )
-    answers = []
-    for client in (raw_gateway(), raw_direct()):
-        client.send(*exchange)
-        answers.append(client.read_until_ready())
-    through, straight = answers
+    through, straight = (client.exchange(*messages) for client in (raw_gateway(), raw_direct()))
     assert through == straight
-    assert pg_raw.kinds_of(through) == b"12T" + b"D" * 40 + b"s" + b"D" * 40 + b"s" + b"D" * 20 + b"CZ"
-    assert [row[0] for row in pg_raw.rows_of(through)] == [str(i).encode() for i in range(1, 101)]
+    assert kinds_of(through) == b"12T" + b"D" * 40 + b"s" + b"D" * 40 + b"s" + b"D" * 20 + b"CZ"
+    assert [row[0] for row in rows_of(through)] == [str(i).encode() for i in range(1, 101)]
 
 
 def test_it_streams_a_large_result_like_direct(connect, direct) -> None:
@@ -406,40 +414,25 @@ def test_it_runs_pgbench_through_the_gateway(pgbench_tables, gateway, direct, ap
 def test_it_relays_function_calls_like_direct(raw_gateway, raw_direct) -> None:
     answers = []
     for client in (raw_gateway(), raw_direct()):
-        (oid,) = pg_raw.rows_of(client.query("SELECT 'int4pl'::regproc::oid"))[0]
+        (oid,) = client.query("SELECT 'int4pl'::regproc::oid")[0]
         oid = int(oid)
         replies = []
         for args, fmt in (([struct.pack("!i", 2), struct.pack("!i", 40)], 1), ([b"2", b"40"], 0)):
-            client.send(pg_raw.function_call(oid, args, fmt, fmt))
-            replies.append(client.read_until_ready())
-        client.send(pg_raw.function_call(oid, [b"2147483647", b"1"], 0, 0))
-        replies.append(client.read_until_ready())
-        replies.append(client.query("SELECT 'after the failed call'"))
+            replies.append(client.exchange(function_call(oid, args, fmt, fmt)))
+        replies.append(client.exchange(function_call(oid, [b"2147483647", b"1"], 0, 0)))
+        replies.append(client.exchange(query_message("SELECT 'after the failed call'")))
         answers.append(replies)
     through, straight = answers
     assert through == straight
     binary, text, overflow, after = through
-    assert pg_raw.kinds_of(binary) == b"VZ" and binary[0].payload == struct.pack("!ii", 4, 42)
-    assert pg_raw.kinds_of(text) == b"VZ" and text[0].payload == struct.pack("!i", 2) + b"42"
-    assert pg_raw.kinds_of(overflow) == b"EZ"
-    assert pg_raw.error_fields(overflow[0].payload)["C"] == "22003"
-    assert pg_raw.rows_of(after) == [[b"after the failed call"]]
+    assert kinds_of(binary) == b"VZ" and binary[0].payload == struct.pack("!ii", 4, 42)
+    assert kinds_of(text) == b"VZ" and text[0].payload == struct.pack("!i", 2) + b"42"
+    assert kinds_of(overflow) == b"EZ"
+    assert error_fields(overflow[0].payload)["C"] == "22003"
+    assert rows_of(after) == [[b"after the failed call"]]
 
 
 # --- cancel ---------------------------------------------------------------------------------
-
-
-def wait_until_active(direct: psycopg.Connection, app_name: str, query: str, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = direct.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active' AND query = %s",
-            (app_name, query),
-        ).fetchone()[0]
-        if running:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def run_beside(action: Callable[[], None]) -> threading.Thread:
@@ -455,7 +448,7 @@ def test_it_cancels_a_running_query(connect, pg_cluster, app_name, method) -> No
 
     def cancel_when_running() -> None:
         with psycopg.connect(pg_cluster.dsn(), autocommit=True) as watcher:
-            if wait_until_active(watcher, app_name, sleeper):
+            if wait_for_upstream_query(watcher, app_name, sleeper, timeout=15, interval=0.02):
                 getattr(conn, method)()
 
     thread = run_beside(cancel_when_running)
@@ -472,11 +465,11 @@ def test_it_ignores_a_cancel_with_the_wrong_key(connect, gateway, direct, app_na
     sleeper = "SELECT 'finished' FROM pg_sleep(1.5)"
 
     def cancel_with_a_wrong_secret() -> None:
-        if wait_until_active(direct, app_name, sleeper):
-            with pg_raw.RawPgClient("127.0.0.1", gateway.pg_port) as client:
+        if wait_for_upstream_query(direct, app_name, sleeper, timeout=15, interval=0.02):
+            with WireClient(gateway.pg_port) as client:
                 # Our real secret is 32 random bits nobody outside the gateway knows; this guess is wrong.
-                client.sock.sendall(struct.pack("!iiiI", 16, 80877102, pid, 12345))
-                client.sock.recv(1)  # the gateway closes the connection once it has read the request
+                client.send(cancel_request(pid, 12345))
+                client.messages_until_close()  # the gateway closes the connection once it has read the request
 
     thread = run_beside(cancel_with_a_wrong_secret)
     assert conn.execute(sleeper).fetchone() == ("finished",)

@@ -11,28 +11,26 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.protocols.wire import (
+from tests.protocols.nodes import (
     assert_serves,
+    assert_verifies,
     public_id,
     recording_path,
+    running_node,
     session_rows,
     unique_name,
     wait_for_recorded,
     wait_for_session,
 )
-from tests.support.gateway_process import GatewayProcess, provision_bot
+from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import PgCluster
 
 
 @pytest.fixture(scope="module")
 def crash_node(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A node of this module's own to kill -9 and tamper with (each test starts it again if it is down)."""
-    gateway = GatewayProcess(tmp_path_factory.mktemp("gateway-crash"))
-    try:
-        provision_bot(gateway, pg_cluster)
+    with running_node(tmp_path_factory.mktemp("gateway-crash"), pg_cluster, start=False) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 @pytest.fixture
@@ -71,11 +69,8 @@ def test_it_marks_a_session_open_at_a_crash_interrupted_and_it_verifies(node: Ga
     assert after["status"] == "interrupted"
     assert after["seal"] and after["chain_head"] and after["ended_at"]
     session_id = public_id(row)
-    verified = node.manage("recordings", "verify", "--all")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"OK {session_id}" in verified.stdout
-    one = node.manage("recordings", "verify", session_id)
-    assert one.returncode == 0, one.stdout + one.stderr
+    assert f"OK {session_id}" in assert_verifies(node, "--all").stdout
+    assert_verifies(node, session_id)
     # What was flushed before the crash is still there, and covered by the seal.
     lines = recording_path(node, after).read_text().splitlines()
     assert len(lines) == after["line_count"]
@@ -95,8 +90,7 @@ def test_it_cuts_a_half_written_last_line_after_a_crash(node: GatewayProcess) ->
     assert after["status"] == "interrupted"
     assert path.read_bytes() == whole
     assert after["line_count"] == len(whole.splitlines())
-    verified = node.manage("recordings", "verify", public_id(row))
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert_verifies(node, public_id(row))
     assert_serves(node)
 
 
@@ -106,8 +100,7 @@ def test_it_names_the_line_of_an_edited_byte_in_a_sealed_recording(node: Gateway
     conn.close()
     row = wait_for_session(node, application_name, sealed=True)
     session_id = public_id(row)
-    before = node.manage("recordings", "verify", session_id)
-    assert before.returncode == 0, before.stdout + before.stderr
+    assert_verifies(node, session_id)
     path = recording_path(node, row)
     original = path.read_bytes()
     lines = original.splitlines(keepends=True)
@@ -119,7 +112,7 @@ def test_it_names_the_line_of_an_edited_byte_in_a_sealed_recording(node: Gateway
         assert_tamper_found(node, session_id, number)
     finally:
         path.write_bytes(original)  # the other tests on this node run `verify --all`
-    assert node.manage("recordings", "verify", session_id).returncode == 0
+    assert_verifies(node, session_id)
 
 
 def assert_tamper_found(node: GatewayProcess, session_id: str, number: int) -> None:

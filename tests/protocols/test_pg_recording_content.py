@@ -12,7 +12,17 @@ import struct
 import psycopg
 import pytest
 
-from tests.protocols import pg_raw
+from tests.protocols.nodes import assert_verifies, bot_client
+from tests.protocols.wire import (
+    SYNC,
+    WireClient,
+    bind,
+    describe_portal,
+    execute,
+    function_call,
+    parse,
+    query_message,
+)
 
 INT4, INT8, TEXT, BYTEA, NUMERIC, UNKNOWN_COLUMN = 23, 20, 25, 17, 1700, "?column?"
 ROW_CAP, BYTE_CAP = 1000, 1 << 20
@@ -24,10 +34,10 @@ def b64(raw: bytes) -> dict:
 
 def extended(text: str, params: list[bytes | None], formats=(), result_formats=(), describe: bool = True) -> bytes:
     """One Parse/Bind/(Describe)/Execute/Sync round, as a driver sends it."""
-    messages = [pg_raw.parse(text), pg_raw.bind(params, formats, result_formats)]
+    messages = [parse(text), bind(params, formats, result_formats)]
     if describe:
-        messages.append(pg_raw.describe_portal())
-    return b"".join([*messages, pg_raw.execute(), pg_raw.SYNC])
+        messages.append(describe_portal())
+    return b"".join([*messages, execute(), SYNC])
 
 
 @pytest.fixture
@@ -44,11 +54,11 @@ def raw_session(raw_gateway, sealed_recording, app_name):
 
 
 def test_it_records_simple_query_statements_and_results(raw_session) -> None:
-    def script(client: pg_raw.RawPgClient) -> None:
-        client.query("SELECT id, name, price FROM items WHERE id <= 3 ORDER BY id")
-        client.query("SELECT 1/0")
-        client.query("SELECT pg_sleep(0.2)")
-        client.query("")
+    def script(client: WireClient) -> None:
+        client.exchange(query_message("SELECT id, name, price FROM items WHERE id <= 3 ORDER BY id"))
+        client.exchange(query_message("SELECT 1/0"))
+        client.exchange(query_message("SELECT pg_sleep(0.2)"))
+        client.exchange(query_message(""))
 
     recording = raw_session(script)
     select = recording.sql("SELECT id, name, price FROM items WHERE id <= 3 ORDER BY id")
@@ -71,13 +81,10 @@ def test_it_records_parse_text_and_bind_parameters(raw_session) -> None:
     text = "SELECT $1::int4 + 1, $2::bytea, $3::text, $4::int8"
     params = [b"41", b"\x00\x01\xffraw", None, struct.pack("!q", 2**40)]
 
-    def script(client: pg_raw.RawPgClient) -> None:
-        client.send(extended(text, params, formats=(0, 1, 0, 1), result_formats=(1,)))
-        client.read_until_ready()
-        client.send(extended("SELECT $1::text || '!'", ["ünïcode ✓".encode()], describe=False))
-        client.read_until_ready()
-        client.send(extended("SELECT 10 / $1::int", [b"0"]))
-        client.read_until_ready()
+    def script(client: WireClient) -> None:
+        client.exchange(extended(text, params, formats=(0, 1, 0, 1), result_formats=(1,)))
+        client.exchange(extended("SELECT $1::text || '!'", ["ünïcode ✓".encode()], describe=False))
+        client.exchange(extended("SELECT 10 / $1::int", [b"0"]))
 
     recording = raw_session(script)
     statement = recording.sql(text)
@@ -100,9 +107,9 @@ def test_it_records_one_result_per_statement_of_a_query(raw_session) -> None:
     several = "SELECT 1 AS one; UPDATE items SET price = price WHERE id <= 4; SELECT 'x' AS x, 2 AS y"
     broken = "SELECT 'before'; SELECT 1/0; SELECT 'never run'"
 
-    def script(client: pg_raw.RawPgClient) -> None:
-        client.query(several)
-        client.query(broken)
+    def script(client: WireClient) -> None:
+        client.exchange(query_message(several))
+        client.exchange(query_message(broken))
 
     recording = raw_session(script)
     results = recording.results_for(several)
@@ -181,10 +188,9 @@ def test_it_records_each_statement_of_a_pipeline(connect, sealed_recording, app_
 
 
 def test_it_records_a_function_call(raw_session) -> None:
-    def script(client: pg_raw.RawPgClient) -> None:
-        (oid,) = pg_raw.rows_of(client.query("SELECT 'int4pl'::regproc::oid"))[0]
-        client.send(pg_raw.function_call(int(oid), [struct.pack("!i", 2), struct.pack("!i", 40)], 1, 1))
-        client.read_until_ready()
+    def script(client: WireClient) -> None:
+        (oid,) = client.query("SELECT 'int4pl'::regproc::oid")[0]
+        client.exchange(function_call(int(oid), [struct.pack("!i", 2), struct.pack("!i", 40)], 1, 1))
 
     recording = raw_session(script)
     call = recording.data("sql")[-1]
@@ -194,10 +200,9 @@ def test_it_records_a_function_call(raw_session) -> None:
 
 
 def test_it_records_a_function_call_in_text(raw_session) -> None:
-    def script(client: pg_raw.RawPgClient) -> None:
-        (oid,) = pg_raw.rows_of(client.query("SELECT 'int4pl'::regproc::oid"))[0]
-        client.send(pg_raw.function_call(int(oid), [b"2", b"40"], 0, 0))
-        client.read_until_ready()
+    def script(client: WireClient) -> None:
+        (oid,) = client.query("SELECT 'int4pl'::regproc::oid")[0]
+        client.exchange(function_call(int(oid), [b"2", b"40"], 0, 0))
 
     recording = raw_session(script)
     assert recording.data("sql")[-1]["params"] == ["2", "40"]
@@ -244,15 +249,12 @@ def test_it_seals_the_session_with_its_counters(gateway, gateway_psql, sealed_re
     assert row["chain_head"] == recording.events[-1][-1]
     assert recording.events[-1][1] == "end"
 
-    verified = gateway.manage("recordings", "verify", header["session"])
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    everything = gateway.manage("recordings", "verify", "--all")
-    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert_verifies(gateway, header["session"])
+    assert_verifies(gateway, "--all")
 
 
 def test_it_records_why_a_session_closed(gateway, sealed_recording, app_name) -> None:
-    client = pg_raw.RawPgClient("127.0.0.1", gateway.pg_port)
-    client.login(gateway.agent_name, gateway.connection_name, gateway.token, application_name=app_name)
+    client = bot_client(gateway, application_name=app_name)
     client.query("SELECT 1")
     client.sock.close()  # no Terminate: the client just goes away
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols import pg_raw
-from tests.support.gateway_process import UPSTREAM_PASSWORD_VAR, GatewayProcess
+from tests.protocols.nodes import add_connection, node_database, unique_name
+from tests.protocols.wire import ServerError, WireClient, query_message
+from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import PgCluster
 
 PROBING_QUERIES = (
@@ -33,22 +34,16 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
 @pytest.fixture
 def wrong_password_connection(gateway: GatewayProcess, pg_cluster: PgCluster) -> tuple[str, str]:
     """A connection to the cluster stored with a wrong (canary) password, granted to the bot."""
-    name, password = f"secrets-{secrets.token_hex(3)}", f"canary-wrong-{secrets.token_hex(12)}"
-    gateway.manage(
-        *("connections", "add", name, "--kind", "postgres", "--host", pg_cluster.host, "--port", str(pg_cluster.port)),
-        *("--database", "app", "--user", "postgres", "--password-env", UPSTREAM_PASSWORD_VAR, "--tls", "require"),
-        env={UPSTREAM_PASSWORD_VAR: password},
-        check=True,
-    )
-    gateway.manage("agents", "grant", gateway.agent_name, name, check=True)
+    name, password = unique_name("secrets"), f"canary-wrong-{secrets.token_hex(12)}"
+    add_connection(gateway, name, pg_cluster, "postgres", tls="require", password=password, grant_to=gateway.agent_name)
     return name, password
 
 
 def test_it_never_sends_the_upstream_password_to_a_raw_client(raw_gateway, gateway) -> None:
     client = raw_gateway()
-    assert client.parameters["server_version"]
+    assert client.greeting.parameters["server_version"]
     for query in PROBING_QUERIES:
-        client.query(query)
+        client.exchange(query_message(query))
     client.close()
     received = bytes(client.received)
     assert len(received) > 10_000  # the login, every setting and the activity table
@@ -66,10 +61,8 @@ def test_it_never_shows_the_upstream_password_in_psql(gateway_psql, gateway) -> 
 
 def test_it_keeps_a_refused_upstream_password_secret(gateway, wrong_password_connection, pg_cluster) -> None:
     name, password = wrong_password_connection
-    client = pg_raw.RawPgClient("127.0.0.1", gateway.pg_port)
-    with pytest.raises(pg_raw.RawPgError) as refused:
+    with WireClient(gateway.pg_port) as client, pytest.raises(ServerError) as refused:
         client.login(gateway.agent_name, name, gateway.token, application_name="secrets-refused")
-    client.close()
     assert refused.value.sqlstate.startswith(("08", "28"))
     assert password.encode() not in bytes(client.received)
     assert password not in gateway.log_text()
@@ -83,12 +76,8 @@ def test_it_keeps_secrets_out_of_the_log_recordings_and_database(
     client = raw_gateway()
     client.query("SELECT count(*) FROM items")
     client.close()
-    with pytest.raises(pg_raw.RawPgError):
-        wrong = pg_raw.RawPgClient("127.0.0.1", gateway.pg_port)
-        try:
-            wrong.login(gateway.agent_name, gateway.connection_name, gateway.token[::-1])
-        finally:
-            wrong.close()
+    with pytest.raises(ServerError), WireClient(gateway.pg_port) as wrong:
+        wrong.login(gateway.agent_name, gateway.connection_name, gateway.token[::-1])
     gateway_psql("-c", "SELECT 'psql was here'")
     sealed_recording(app_name)
 
@@ -96,7 +85,7 @@ def test_it_keeps_secrets_out_of_the_log_recordings_and_database(
     # The scans below do read what is there: the statements and the failed login are.
     assert files_holding(recordings, b"SELECT count(*) FROM items")
     assert "login failed for agent 'ci-bot'" in gateway.log_text()
-    database = gateway.data_dir / "gatehouse.sqlite3"
+    database = node_database(gateway)
     assert database.is_file()
     for secret in (gateway.canary, gateway.token):
         assert secret not in gateway.log_text()

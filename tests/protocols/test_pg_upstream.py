@@ -16,19 +16,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.protocols.wire import (
+from tests.protocols.nodes import (
     ConnectionSpec,
-    WireClient,
     add_connections,
     assert_serves,
-    error_fields,
-    login_error,
-    query_message,
-    recording_events,
-    ssl_request,
+    bot_client,
+    read_recording,
     unique_name,
     wait_for_session,
 )
+from tests.protocols.wire import error_fields, login_error, message, query_message
 from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import PgCluster, make_test_certificates, running_cluster
 from tests.support.ports import free_port
@@ -129,8 +126,10 @@ def test_it_reports_an_upstream_that_refuses_the_stored_password(
     name = upstreams[f"wrong-password-{role}"]
     fields = upstream_error(gateway, name)
     assert fields["C"] == "08001"
-    assert fields["M"] == f'upstream {name!r} refused the login: password authentication failed for user "{role}"'
+    # The client learns that the upstream said no, not its roles or hosts; the log has its words.
+    assert fields["M"] == f"upstream {name!r} refused the login (28P01)"
     log = gateway.log_text()
+    assert f'password authentication failed for user "{role}"' in log
     for password in upstreams["wrong-passwords"].split(","):
         assert password not in fields["M"] and password not in log
     assert_serves(gateway)
@@ -142,35 +141,20 @@ def test_it_reports_an_upstream_that_rejects_the_connection_outright(
     # ssluser may only come in over TLS, and this connection has TLS disabled.
     fields = upstream_error(gateway, upstreams["hba-reject"])
     assert fields["C"] == "08001"
-    assert fields["M"].startswith(f"upstream {upstreams['hba-reject']!r} refused the login: pg_hba.conf rejects")
+    assert fields["M"] == f"upstream {upstreams['hba-reject']!r} refused the login (28000)"
+    assert "pg_hba.conf rejects" in gateway.log_text()
     assert_serves(gateway)
 
 
 @pytest.fixture
 def plaintext_only_port() -> Iterator[int]:
-    """A stand-in for a server without TLS: it answers every SSLRequest with 'N'.
+    """A stand-in for a server without TLS: it answers the gateway's SSLRequest with 'N'.
 
     (The test cluster always has TLS, so a real one is not available here.)
     """
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):  # the listener is closed when the test ends
-            while True:
-                conn, _ = listener.accept()
-                accepted.append(conn)
-                if conn.recv(8) == ssl_request():
-                    conn.sendall(b"N")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    listener.shutdown(socket.SHUT_RDWR)
-    listener.close()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
+    upstream = ScriptedUpstream(at_login=b"N")
+    yield upstream.port
+    upstream.close()
 
 
 @pytest.mark.parametrize("tls", ["require", "verify-full"])
@@ -188,15 +172,11 @@ def test_it_refuses_an_upstream_without_tls_when_tls_is_required(
 # --- an upstream that misbehaves ---------------------------------------------------------
 
 
-def backend_message(kind: bytes, payload: bytes = b"") -> bytes:
-    return kind + struct.pack("!i", len(payload) + 4) + payload
-
-
 LOGGED_IN = (
-    backend_message(b"R", struct.pack("!i", 0))
-    + backend_message(b"S", b"server_version\x0015.0\x00")
-    + backend_message(b"K", struct.pack("!iI", 4242, 99))
-    + backend_message(b"Z", b"I")
+    message(b"R", struct.pack("!i", 0))
+    + message(b"S", b"server_version\x0015.0\x00")
+    + message(b"K", struct.pack("!iI", 4242, 99))
+    + message(b"Z", b"I")
 )
 INVALID_LENGTH = b"T" + struct.pack("!I", 0xFFFFFFFF)
 
@@ -204,7 +184,8 @@ INVALID_LENGTH = b"T" + struct.pack("!I", 0xFFFFFFFF)
 class ScriptedUpstream:
     """A stand-in for a PostgreSQL server that says scripted things: what no real server would.
 
-    It reads the gateway's StartupMessage and answers `at_login`; if
+    It reads the gateway's first packet (its StartupMessage, or its SSLRequest
+    if the connection's tls mode asks for one) and answers `at_login`; if
     `at_query` is set, it then reads one message and answers that. An empty
     answer means: close the connection.
     """
@@ -226,7 +207,7 @@ class ScriptedUpstream:
 
     def converse(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)  # the StartupMessage (small enough for one read)
+            conn.recv(65536)  # the first packet (small enough for one read)
             if not self.at_login:
                 conn.close()
                 return
@@ -246,8 +227,8 @@ class ScriptedUpstream:
 LOGIN_FAILURES = {
     "closes-at-login": (b"", "upstream closed the connection during login"),
     "garbage-at-login": (INVALID_LENGTH, "upstream sent an invalid message length"),
-    "gssapi-auth": (backend_message(b"R", struct.pack("!i", 7)), "asks for an unsupported auth method (7)"),
-    "unexpected-message": (backend_message(b"D", b"\x00\x00"), "unexpected upstream message b'D' during login"),
+    "gssapi-auth": (message(b"R", struct.pack("!i", 7)), "asks for an unsupported auth method (7)"),
+    "unexpected-message": (message(b"D", b"\x00\x00"), "unexpected upstream message b'D' during login"),
 }
 
 
@@ -277,8 +258,8 @@ def test_it_ends_a_session_whose_upstream_sends_an_invalid_message(
         name = unique_name("up-garbage-mid-session")
         spec = ConnectionSpec(name, "postgres", "unused", "disable", port=upstream.port)
         add_connections(gateway, pg_cluster, [spec], grant_to=gateway.agent_name)
-        with WireClient(gateway.pg_port) as client:
-            greeting = client.login(gateway.agent_name, name, gateway.token)
+        with bot_client(gateway, name) as client:
+            greeting = client.greeting
             assert greeting.parameters == {"server_version": "15.0"}
             # The gateway's own cancel key, never the upstream's.
             assert greeting.backend_key is not None and greeting.backend_key != (4242, 99)
@@ -310,8 +291,7 @@ def test_it_ends_only_the_sessions_of_an_upstream_that_dies(
 ) -> None:
     cluster, name = dying
     application_name = unique_name("upstream-dies")
-    victim = WireClient(gateway.pg_port)
-    victim.login(gateway.agent_name, name, gateway.token, application_name=application_name)
+    victim = bot_client(gateway, name, application_name=application_name)
     assert victim.query("SELECT 'alive'") == [["alive"]]
     with (
         psycopg.connect(gateway.dsn(dbname=name), autocommit=True, connect_timeout=15) as psycopg_victim,
@@ -331,7 +311,7 @@ def test_it_ends_only_the_sessions_of_an_upstream_that_dies(
     assert fields["C"] == "08001" and "could not connect to upstream" in fields["M"]
     row = wait_for_session(gateway, application_name, sealed=True)
     assert row["status"] == "ended"
-    events = [event[1:3] for event in recording_events(gateway, row)]
+    events = [event[1:3] for event in read_recording(gateway, row).events]
     assert ["closed", {"reason": "the upstream server closed the connection"}] in events
     assert_serves(gateway)
 

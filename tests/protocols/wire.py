@@ -1,41 +1,29 @@
-"""Raw-socket PostgreSQL helpers for the bad-input, auth, upstream and crash tests.
+"""A raw PostgreSQL frontend for the protocol tests: every packet and message built by hand.
 
-These tests send what no real client would (bad lengths, unknown protocol
-versions, garbage, data before a TLS handshake), so they build startup
-packets and messages by hand, read whatever the gateway answers, and parse
-its ErrorResponses. The SCRAM client here is written from RFC 5802/7677 and
-shares no code with the gateway's, so a bug there cannot hide behind a
-matching one here.
+libpq-based clients cannot send what these tests need: a FunctionCall, an
+Execute with a row limit, bad lengths, unknown protocol versions, garbage,
+data before a TLS handshake. This client sends whatever bytes it is given,
+reads whatever comes back, and keeps every byte it received (after TLS
+decryption) in `received`, so a test can look for a secret in all of it.
+It is written from the protocol documentation and RFC 5802/7677 and shares
+no code with the gateway, so a bug in the engine's framing or SCRAM cannot
+hide behind a matching bug here.
 
     with WireClient(gateway.pg_port) as client:
-        client.start_tls()
-        client.send(startup_packet({"user": "ci-bot", "database": "pg-main"}))
-        client.authenticate(token)
-        rows = client.query("SELECT 1")
-
-The end of the file holds what the test modules share about gateway nodes:
-a check that a node still serves a normal client, provisioning of extra
-connections and agents, and reading a node's Session rows and recordings.
+        client.login("ci-bot", "pg-main", token)   # TLS, StartupMessage, SCRAM
+        rows = client.query("SELECT 1")            # [["1"]], or ServerError
+        replies = client.exchange(parse("SELECT $1::int"), bind([b"7"]), execute(), SYNC)
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
-import json
 import secrets
 import socket
-import sqlite3
 import ssl
 import struct
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import psycopg
-from psycopg import sql
-
-from tests.support.gateway_process import UPSTREAM_PASSWORD_VAR, GatewayProcess
-from tests.support.pg_cluster import SEED_ROWS, SEED_TABLE, PgCluster
 
 HOST = "127.0.0.1"
 READ_TIMEOUT = 15.0
@@ -55,6 +43,11 @@ _INT32 = struct.Struct("!i")
 
 def cstring(text: str) -> bytes:
     return text.encode() + b"\0"
+
+
+def message(kind: bytes, payload: bytes = b"") -> bytes:
+    """A typed message (either direction): kind, int32 length (including itself), payload."""
+    return kind + _INT32.pack(len(payload) + 4) + payload
 
 
 def packet(code: int, body: bytes = b"") -> bytes:
@@ -84,19 +77,61 @@ def cancel_request(pid: int, secret: int) -> bytes:
     return packet(CANCEL_REQUEST_CODE, struct.pack("!iI", pid, secret))
 
 
-def message(kind: bytes, payload: bytes = b"") -> bytes:
-    """A typed frontend message: kind, int32 length (including itself), payload."""
-    return kind + _INT32.pack(len(payload) + 4) + payload
+def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
+    return message(b"p", cstring(mechanism) + _INT32.pack(len(data)) + data)
 
 
 def query_message(text: str) -> bytes:
     return message(b"Q", cstring(text))
 
 
+def _int16s(values: tuple[int, ...]) -> bytes:
+    """An int16 count, then the values as int16 (format codes)."""
+    return struct.pack(f"!h{len(values)}h", len(values), *values)
+
+
+def _values(values: list[bytes | None]) -> bytes:
+    """An int16 count, then each value length-prefixed (-1 for NULL), as Bind and FunctionCall carry them."""
+    body = struct.pack("!h", len(values))
+    for value in values:
+        body += _INT32.pack(-1) if value is None else _INT32.pack(len(value)) + value
+    return body
+
+
+def parse(text: str, name: str = "", param_types: tuple[int, ...] = ()) -> bytes:
+    types = struct.pack(f"!h{len(param_types)}i", len(param_types), *param_types)
+    return message(b"P", cstring(name) + cstring(text) + types)
+
+
+def bind(
+    params: list[bytes | None],
+    formats: tuple[int, ...] = (),
+    result_formats: tuple[int, ...] = (),
+    portal: str = "",
+    statement: str = "",
+) -> bytes:
+    body = cstring(portal) + cstring(statement) + _int16s(formats) + _values(params) + _int16s(result_formats)
+    return message(b"B", body)
+
+
+def describe_portal(portal: str = "") -> bytes:
+    return message(b"D", b"P" + cstring(portal))
+
+
+def execute(max_rows: int = 0, portal: str = "") -> bytes:
+    return message(b"E", cstring(portal) + _INT32.pack(max_rows))
+
+
+def function_call(oid: int, args: list[bytes | None], arg_format: int, result_format: int) -> bytes:
+    body = _INT32.pack(oid) + _int16s((arg_format,)) + _values(args) + struct.pack("!h", result_format)
+    return message(b"F", body)
+
+
 def copy_data(data: bytes) -> bytes:
     return message(b"d", data)
 
 
+SYNC = message(b"S")
 TERMINATE = message(b"X")
 
 
@@ -109,6 +144,18 @@ class Message:
 
     kind: bytes
     payload: bytes
+
+
+class ServerError(Exception):
+    """The server answered with an ErrorResponse where we expected progress; `fields` holds it."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(f"{fields.get('C', '?')}: {fields.get('M', '')}")
+        self.fields = fields
+
+    @property
+    def sqlstate(self) -> str:
+        return self.fields.get("C", "")
 
 
 def error_fields(payload: bytes) -> dict[str, str]:
@@ -127,27 +174,26 @@ def negotiate_protocol_version(payload: bytes) -> tuple[int, list[str]]:
     return newest, names
 
 
-def data_row(payload: bytes) -> list[str | None]:
+def data_row(payload: bytes) -> list[bytes | None]:
+    """The column values of a DataRow, as sent."""
     count = struct.unpack_from("!h", payload, 0)[0]
     pos, values = 2, []
     for _ in range(count):
         length = _INT32.unpack_from(payload, pos)[0]
         pos += 4
-        values.append(None if length < 0 else payload[pos : pos + length].decode())
+        values.append(None if length < 0 else payload[pos : pos + length])
         pos += max(length, 0)
     return values
 
 
-class ServerError(Exception):
-    """The gateway answered with an ErrorResponse; `fields` holds it."""
+def rows_of(messages: list[Message]) -> list[list[bytes | None]]:
+    """The DataRow values among messages, in order."""
+    return [data_row(msg.payload) for msg in messages if msg.kind == b"D"]
 
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__(f"{fields.get('C', '?')}: {fields.get('M', '')}")
-        self.fields = fields
 
-    @property
-    def sqlstate(self) -> str:
-        return self.fields.get("C", "")
+def kinds_of(messages: list[Message]) -> bytes:
+    """The type bytes of messages, joined: b'12TDDCZ'."""
+    return b"".join(msg.kind for msg in messages)
 
 
 # --- SCRAM-SHA-256, client side --------------------------------------------------
@@ -168,14 +214,18 @@ class ScramClient:
         self.password = password
         self.gs2_header = gs2_header
         self.binding = binding
-        self.first_bare = f"n=,r={_b64(secrets.token_bytes(18))}".encode()
+        self.nonce = _b64(secrets.token_bytes(18))
+        self.first_bare = f"n=,r={self.nonce}".encode()
         self.server_signature = b""
+        self.verified = False
 
     def first(self) -> bytes:
         return self.gs2_header + self.first_bare
 
     def final(self, server_first: bytes) -> bytes:
         attrs = dict(part.split("=", 1) for part in server_first.decode().split(","))
+        if not attrs["r"].startswith(self.nonce):
+            raise AssertionError(f"the server's nonce does not extend ours: {server_first!r}")
         salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
         without_proof = f"c={_b64(self.gs2_header + self.binding)},r={attrs['r']}".encode()
         auth_message = self.first_bare + b"," + server_first + b"," + without_proof
@@ -186,8 +236,9 @@ class ScramClient:
         return without_proof + b",p=" + _b64(proof).encode()
 
     def check(self, server_final: bytes) -> None:
-        if server_final != b"v=" + _b64(self.server_signature).encode():
-            raise AssertionError(f"the gateway's SCRAM server signature is wrong: {server_final!r}")
+        if not self.server_signature or server_final != b"v=" + _b64(self.server_signature).encode():
+            raise AssertionError(f"the server's SCRAM server signature is wrong: {server_final!r}")
+        self.verified = True
 
 
 # --- the client ----------------------------------------------------------------------
@@ -195,7 +246,7 @@ class ScramClient:
 
 @dataclass
 class Greeting:
-    """What the gateway sent between authentication and the first ReadyForQuery."""
+    """What the server sent between authentication and the first ReadyForQuery."""
 
     mechanisms: list[str] = field(default_factory=list)
     auth_requests: list[int] = field(default_factory=list)
@@ -205,11 +256,17 @@ class Greeting:
 
 
 class WireClient:
-    """A TCP connection to a gateway that sends raw bytes and reads raw messages."""
+    """One TCP connection that sends raw bytes and reads raw messages; `received` holds every byte read.
+
+    After a successful login `greeting` holds what the server said on the way.
+    """
 
     def __init__(self, port: int, host: str = HOST, timeout: float = READ_TIMEOUT) -> None:
         self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         self.server_certificate: bytes | None = None
+        self.greeting: Greeting | None = None
+        self.received = bytearray()
+        self._buffer = bytearray()
 
     def __enter__(self) -> "WireClient":
         return self
@@ -218,6 +275,11 @@ class WireClient:
         self.close()
 
     def close(self) -> None:
+        """Say Terminate if logged in, as a real client does, then close the socket."""
+        if self.greeting is not None:
+            # The server may have closed first; the socket goes either way.
+            with contextlib.suppress(OSError):
+                self.send(TERMINATE)
         self.sock.close()
 
     def abort(self) -> None:
@@ -229,18 +291,19 @@ class WireClient:
         self.sock.sendall(data)
 
     def recv_exact(self, size: int) -> bytes:
-        """Exactly `size` bytes; EOFError if the gateway closes first."""
-        chunks, missing = [], size
-        while missing:
+        """Exactly `size` bytes; EOFError if the server closes first."""
+        while len(self._buffer) < size:
             try:
-                chunk = self.sock.recv(missing)
+                chunk = self.sock.recv(65536)
             except (ConnectionResetError, ssl.SSLEOFError):
                 chunk = b""
             if not chunk:
-                raise EOFError(f"the gateway closed the connection ({size - missing} of {size} bytes read)")
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+                raise EOFError(f"the server closed the connection ({len(self._buffer)} of {size} bytes read)")
+            self.received += chunk
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
 
     def read_message(self) -> Message:
         header = self.recv_exact(5)
@@ -248,7 +311,7 @@ class WireClient:
         return Message(header[:1], self.recv_exact(length - 4))
 
     def messages_until_close(self) -> list[Message]:
-        """Every message the gateway sends until it closes the connection."""
+        """Every message the server sends until it closes the connection."""
         received = []
         while True:
             try:
@@ -267,35 +330,66 @@ class WireClient:
             if msg.kind == kind:
                 return received
 
+    def read_until_ready(self) -> list[Message]:
+        """Messages up to and including the next ReadyForQuery, errors among them; ServerError on a FATAL one."""
+        received = []
+        while True:
+            msg = self.read_message()
+            received.append(msg)
+            if msg.kind == b"Z":
+                return received
+            if msg.kind == b"E" and error_fields(msg.payload).get("V") == "FATAL":
+                raise ServerError(error_fields(msg.payload))
+
+    def exchange(self, *messages: bytes) -> list[Message]:
+        """Send these messages at once, then read up to the next ReadyForQuery (see read_until_ready)."""
+        self.send(b"".join(messages))
+        return self.read_until_ready()
+
+    def query(self, text: str) -> list[list[str | None]]:
+        """Run a simple Query: its rows as text, or ServerError if it failed."""
+        replies = self.exchange(query_message(text))
+        errors = [msg for msg in replies if msg.kind == b"E"]
+        if errors:
+            raise ServerError(error_fields(errors[0].payload))
+        return [[None if value is None else value.decode() for value in row] for row in rows_of(replies)]
+
     def start_tls(self) -> None:
-        """SSLRequest, expect 'S', then the TLS handshake (the gateway's certificate is not checked)."""
+        """SSLRequest, expect 'S', then the TLS handshake (the server's certificate is not checked)."""
         self.send(ssl_request())
         answer = self.recv_exact(1)
         if answer != b"S":
-            raise AssertionError(f"the gateway answered {answer!r} to an SSLRequest")
+            raise AssertionError(f"the server answered {answer!r} to an SSLRequest")
         self.wrap_tls()
 
     def wrap_tls(self) -> None:
+        if self._buffer:
+            raise AssertionError(f"the server sent {bytes(self._buffer)!r} in the clear before the TLS handshake")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         self.sock = context.wrap_socket(self.sock)
         self.server_certificate = self.sock.getpeercert(binary_form=True)
 
-    def login(self, user: str, database: str, password: str, **params: str) -> Greeting:
-        """TLS, StartupMessage, authentication, up to the first ReadyForQuery."""
+    def startup(self, user: str, database: str, **params: str) -> None:
+        """TLS, then a protocol 3.0 StartupMessage; authentication is left to the caller."""
         self.start_tls()
         self.send(startup_packet({"user": user, "database": database, **params}))
+
+    def login(self, user: str, database: str, password: str, **params: str) -> Greeting:
+        """TLS, StartupMessage and authentication, up to the first ReadyForQuery."""
+        self.startup(user, database, **params)
         return self.authenticate(password)
 
     def authenticate(self, password: str, channel_binding: bool = False) -> Greeting:
-        """Answer the gateway's authentication requests until ReadyForQuery; ServerError if refused."""
+        """Answer the server's authentication requests until ReadyForQuery; ServerError if refused."""
         greeting, scram = Greeting(), None
         while True:
             msg = self.read_message()
             if msg.kind == b"E":
                 raise ServerError(error_fields(msg.payload))
             if msg.kind == b"Z":
+                self.greeting = greeting
                 return greeting
             if msg.kind == b"R":
                 scram = self._on_auth_request(msg.payload, password, channel_binding, greeting, scram)
@@ -310,21 +404,25 @@ class WireClient:
     def _on_auth_request(
         self, payload: bytes, password: str, channel_binding: bool, greeting: Greeting, scram: ScramClient | None
     ) -> ScramClient | None:
-        code = _INT32.unpack_from(payload, 0)[0]
+        code, data = _INT32.unpack_from(payload, 0)[0], payload[4:]
         greeting.auth_requests.append(code)
         if code == AUTH_SASL:
-            greeting.mechanisms = [name.decode() for name in payload[4:].split(b"\0") if name]
-            scram = self.scram_client(password, channel_binding)
+            greeting.mechanisms = [name.decode() for name in data.split(b"\0") if name]
             mechanism = SCRAM_PLUS if channel_binding else SCRAM
-            first = scram.first()
-            self.send(message(b"p", cstring(mechanism) + _INT32.pack(len(first)) + first))
-        elif code == AUTH_SASL_CONTINUE:
-            self.send(message(b"p", scram.final(payload[4:])))
-        elif code == AUTH_SASL_FINAL:
-            scram.check(payload[4:])
+            if mechanism not in greeting.mechanisms:
+                raise AssertionError(f"the server does not offer {mechanism}: {greeting.mechanisms}")
+            scram = self.scram_client(password, channel_binding)
+            self.send(sasl_initial_response(mechanism, scram.first()))
+        elif code == AUTH_SASL_CONTINUE and scram is not None:
+            self.send(message(b"p", scram.final(data)))
+        elif code == AUTH_SASL_FINAL and scram is not None:
+            scram.check(data)
         elif code == AUTH_CLEARTEXT:
             self.send(message(b"p", cstring(password)))
-        elif code != AUTH_OK:
+        elif code == AUTH_OK:
+            if scram is not None and not scram.verified:
+                raise AssertionError("AuthenticationOk before the server proved its SCRAM signature")
+        else:
             raise AssertionError(f"unexpected authentication request {code}")
         return scram
 
@@ -334,177 +432,14 @@ class WireClient:
         end_point = hashlib.sha256(self.server_certificate or b"").digest()
         return ScramClient(password, b"p=tls-server-end-point,,", end_point)
 
-    def query(self, text: str) -> list[list[str | None]]:
-        """Run a simple query; its rows as text, or ServerError."""
-        self.send(query_message(text))
-        rows, error = [], None
-        while True:
-            msg = self.read_message()
-            if msg.kind == b"D":
-                rows.append(data_row(msg.payload))
-            elif msg.kind == b"E":
-                error = error_fields(msg.payload)
-            elif msg.kind == b"Z":
-                if error is not None:
-                    raise ServerError(error)
-                return rows
-
 
 def login_error(port: int, user: str, database: str, password: str, **params: str) -> dict[str, str]:
-    """Log in expecting a refusal: the ErrorResponse's fields (the gateway must also close the connection)."""
+    """Log in expecting a refusal: the ErrorResponse's fields (the server must also close the connection)."""
     with WireClient(port) as client:
         try:
             client.login(user, database, password, **params)
         except ServerError as refused:
             if client.messages_until_close():
-                raise AssertionError("the gateway sent more after its FATAL error") from None
+                raise AssertionError("the server sent more after its FATAL error") from None
             return refused.fields
     raise AssertionError(f"{user} logged in to {database} with password {password!r}")
-
-
-# --- gateway nodes ------------------------------------------------------------------
-
-
-def assert_serves(gateway: GatewayProcess) -> None:
-    """The node is alive and a normal psycopg client still runs a query through it."""
-    assert gateway.running, f"the gateway process died:\n{gateway.log_tail()}"
-    with psycopg.connect(gateway.dsn(), connect_timeout=15) as conn:
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SEED_TABLE))).fetchone()
-    assert count == (SEED_ROWS,)
-
-
-def unique_name(prefix: str) -> str:
-    """A connection, agent or application name no other test uses on a shared node."""
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def add_connection(
-    gateway: GatewayProcess,
-    name: str,
-    cluster: PgCluster,
-    user: str,
-    *,
-    tls: str = "disable",
-    password: str | None = None,
-    ca_file: Path | None = None,
-    port: int | None = None,
-    grant_to: str | None = None,
-) -> None:
-    """`connections add` for the cluster's app database as `user` (its own password unless given)."""
-    password = cluster.passwords.get(user, "unused") if password is None else password
-    options = ["--tls", tls] + (["--tls-ca-file", str(ca_file)] if ca_file else [])
-    gateway.manage(
-        *("connections", "add", name, "--kind", "postgres", "--host", cluster.host),
-        *("--port", str(port or cluster.port), "--database", "app", "--user", user),
-        *("--password-env", UPSTREAM_PASSWORD_VAR, *options),
-        env={UPSTREAM_PASSWORD_VAR: password},
-        check=True,
-    )
-    if grant_to:
-        gateway.manage("agents", "grant", grant_to, name, check=True)
-
-
-@dataclass(frozen=True)
-class ConnectionSpec:
-    """One upstream connection to register in bulk with `add_connections`."""
-
-    name: str
-    user: str
-    password: str
-    tls: str = "disable"
-    ca_pem: str = ""
-    port: int | None = None
-
-
-# Runs inside `manage.py shell`: the same actions `connections add` and `agents grant` call.
-_ADD_CONNECTIONS_SCRIPT = """
-import json, os
-from connections.actions import do_create_connection, do_grant_connect
-from connections.models import ServiceAccount
-batch = json.loads(os.environ["GATEHOUSE_TEST_CONNECTIONS"])
-account = ServiceAccount.objects.get(name=batch["grant_to"])
-for spec in batch["connections"]:
-    do_grant_connect(account, do_create_connection(kind="postgres", **spec))
-"""
-
-
-def add_connections(gateway: GatewayProcess, cluster: PgCluster, specs: list[ConnectionSpec], grant_to: str) -> None:
-    """Register many connections to the cluster's app database and grant them, in one process.
-
-    `add_connection` goes through the CLI; this does what it does for a whole
-    batch at once, because each manage.py process costs about half a second.
-    """
-    connections = [
-        {
-            "name": spec.name,
-            "host": cluster.host,
-            "port": spec.port or cluster.port,
-            "database": "app",
-            "username": spec.user,
-            "password": spec.password,
-            "tls_mode": spec.tls,
-            "tls_ca_pem": spec.ca_pem,
-        }
-        for spec in specs
-    ]
-    # The passwords travel in the environment, never on a command line.
-    batch = json.dumps({"grant_to": grant_to, "connections": connections})
-    gateway.manage("shell", "-c", _ADD_CONNECTIONS_SCRIPT, env={"GATEHOUSE_TEST_CONNECTIONS": batch}, check=True)
-
-
-def add_agent(gateway: GatewayProcess, name: str, *grants: str, ttl: str | None = None) -> str:
-    """`agents add` and `agents token` (and `agents grant` per connection); returns the token."""
-    gateway.manage("agents", "add", name, check=True)
-    issued = gateway.manage("agents", "token", name, *(["--ttl", ttl] if ttl else []), check=True)
-    for connection in grants:
-        gateway.manage("agents", "grant", name, connection, check=True)
-    return issued.stdout.strip().splitlines()[-1].strip()
-
-
-def session_rows(gateway: GatewayProcess, application_name: str | None = None) -> list[dict]:
-    """The node's Session rows (with this application_name), read from its SQLite file."""
-    with sqlite3.connect(gateway.data_dir / "gatehouse.sqlite3", timeout=20) as conn:
-        conn.row_factory = sqlite3.Row
-        statement, params = "SELECT * FROM recordings_session", ()
-        if application_name is not None:
-            statement, params = statement + " WHERE application_name = ?", (application_name,)
-        return [dict(row) for row in conn.execute(statement + " ORDER BY id", params)]
-
-
-def public_id(row: dict) -> str:
-    """The session id as the CLI prints it (SQLite stores the UUID as 32 hex digits)."""
-    hexid = row["public_id"].replace("-", "")
-    return f"{hexid[:8]}-{hexid[8:12]}-{hexid[12:16]}-{hexid[16:20]}-{hexid[20:]}"
-
-
-def recording_path(gateway: GatewayProcess, row: dict) -> Path:
-    return gateway.data_dir / "recordings" / row["recording_path"]
-
-
-def recording_events(gateway: GatewayProcess, row: dict) -> list[list]:
-    """The events ([t, kind, data, link]) of a session's recording, header left out."""
-    lines = recording_path(gateway, row).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines[1:]]
-
-
-def wait_for_session(gateway: GatewayProcess, application_name: str, sealed: bool, timeout: float = 20) -> dict:
-    """The one Session row with this application_name, once it exists (and, if `sealed`, is sealed)."""
-    deadline = time.monotonic() + timeout
-    rows: list[dict] = []
-    while time.monotonic() < deadline:
-        rows = session_rows(gateway, application_name)
-        if len(rows) == 1 and (not sealed or (rows[0]["status"] != "live" and rows[0]["seal"])):
-            return rows[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no {'sealed ' if sealed else ''}session {application_name!r} in {timeout:g}s: {rows}")
-
-
-def wait_for_recorded(gateway: GatewayProcess, row: dict, text: str, timeout: float = 20) -> None:
-    """Wait until `text` is in the session's recording file (the flusher wrote it)."""
-    path = recording_path(gateway, row)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(encoding="utf-8", errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} did not reach {path} in {timeout:g}s")

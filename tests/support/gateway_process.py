@@ -206,11 +206,6 @@ class GatewayProcess:
         self.stop()
 
 
-def missing_commands(*names: str) -> list[str]:
-    """Which of these management commands the project does not have (yet)."""
-    return [name for name in names if not any(REPO_ROOT.glob(f"*/management/commands/{name}.py"))]
-
-
 def provision_bot(
     gateway: GatewayProcess,
     cluster: "PgCluster",

@@ -11,7 +11,7 @@ from django.utils import timezone
 from connections.access import connections_for
 from connections.actions import do_create_service_account, do_grant_connect, do_issue_token, do_revoke_tokens
 from connections.durations import DurationError, parse_duration
-from connections.management.commands.connections import format_table, validation_message
+from connections.management.command_output import format_table, validation_message
 from connections.models import Connection, ServiceAccount
 
 

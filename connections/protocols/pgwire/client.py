@@ -265,7 +265,7 @@ class PgClientSession(asyncio.Protocol):
         try:
             self.upstream = await self.gateway.pool.acquire(target, forwarded)
         except UpstreamError as exc:
-            logger.warning("session for %r from %s: %s", self.params["user"], self.peer, exc)
+            logger.warning("session for %r from %s: %s %s", self.params["user"], self.peer, exc, exc.detail)
             self.fatal(exc.sqlstate, str(exc))
             return
         if self.state is ClientState.CLOSED:  # the client left while we connected

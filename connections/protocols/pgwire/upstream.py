@@ -24,11 +24,16 @@ RESET_QUERY = "DISCARD ALL"
 
 
 class UpstreamError(Exception):
-    """The upstream could not be reached or refused us; safe to show the client."""
+    """The upstream could not be reached or refused us.
 
-    def __init__(self, message: str, sqlstate: str = "08001") -> None:
+    The message is safe to show the client; `detail` (the upstream's own words,
+    which may name its hosts and roles) is for the gateway log only.
+    """
+
+    def __init__(self, message: str, sqlstate: str = "08001", detail: str = "") -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+        self.detail = detail
 
 
 class UpstreamState(Enum):
@@ -212,7 +217,8 @@ class PgUpstream(asyncio.Protocol):
             logger.warning("upstream %s failed its reset (%s); closing it", self.target.name, text)
             self.close()
             return
-        raise UpstreamError(f"upstream {self.target.name!r} refused the login: {text}")
+        code = fields.get("C", "")
+        raise UpstreamError(f"upstream {self.target.name!r} refused the login ({code})", detail=text)
 
     def _on_ready(self, payload: bytes) -> None:
         self.transaction_status = payload[:1]

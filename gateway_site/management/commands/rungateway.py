@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_site.tls import ensure_certificate
-from gateway_site.workers import fork_pg_workers, stop_pg_workers
+from gateway_site.workers import accept_stop_signals, fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
 
 logger = logging.getLogger("gatehouse.rungateway")
@@ -77,6 +77,7 @@ def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None,
     failed: list[BaseException] = []
 
     def start() -> None:
+        accept_stop_signals()  # the reactor's handlers are installed by now
         task = twisted_loop.create_task(node.start())
         task.add_done_callback(lambda t: _stop_on_failure(t, failed, reactor))
 
