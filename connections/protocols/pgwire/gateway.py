@@ -57,13 +57,11 @@ class PgGatewayConfig:
 class PgGateway:
     """Owns the upstream pool and the map from our cancel keys to sessions."""
 
-    def __init__(
-        self, config: PgGatewayConfig, directory: PgDirectory, forward_cancel: Callable[[int, int], None] | None = None
-    ) -> None:
+    def __init__(self, config: PgGatewayConfig, directory: PgDirectory) -> None:
         self.config = config
         self.directory = directory
-        # Passes a cancel request for a session we do not hold to the other nodes.
-        self.forward_cancel = forward_cancel
+        # Set by the node: passes a cancel request for a session we do not hold to the other nodes.
+        self.forward_cancel: Callable[[int, int], None] | None = None
         self.pool = UpstreamPool(config.pool_size, config.pool_idle_seconds, config.connect_timeout)
         self.sessions: dict[int, tuple[int, PgClientSession]] = {}
         self.server: asyncio.Server | None = None
