@@ -8,7 +8,7 @@ from django.conf import settings
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
 from gateway_site.cancel_relay import CancelRelay
-from gateway_site.tls import certificate_der, server_ssl_context
+from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
 from recordings.actions import seal_finished_writer
 from recordings.writer import RecordingFlusher
 
@@ -19,8 +19,7 @@ def pg_gateway_config() -> PgGatewayConfig:
     """The PostgreSQL engine's configuration, from settings."""
     return PgGatewayConfig(
         ssl_context=server_ssl_context(),
-        # tls-server-end-point: SHA-256 of our certificate (RFC 5929).
-        channel_binding=hashlib.sha256(certificate_der()).digest(),
+        channel_binding=tls_server_end_point(certificate_der()),
         decoy_key=hashlib.sha256(b"gatehouse-scram-decoy:" + settings.SECRET_KEY.encode()).digest(),
         scram_iterations=settings.GATEHOUSE_TOKEN_SCRAM_ITERATIONS,
         allow_plaintext=settings.GATEHOUSE_PG_ALLOW_PLAINTEXT,

@@ -46,6 +46,20 @@ def certificate_der() -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
+def tls_server_end_point(der: bytes) -> bytes:
+    """RFC 5929 channel binding data: the certificate hashed with its own signature hash.
+
+    MD5 and SHA-1 are replaced by SHA-256, as the RFC says; libpq computes the
+    same, so an operator's SHA-384 certificate binds as well as ours.
+    """
+    algorithm = x509.load_der_x509_certificate(der).signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(der)
+    return digest.finalize()
+
+
 def ensure_certificate() -> tuple[Path, Path]:
     """Return (cert_file, key_file), generating a self-signed pair if neither exists."""
     cert_file = Path(settings.GATEHOUSE_TLS_CERT_FILE)

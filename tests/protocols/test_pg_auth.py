@@ -5,11 +5,17 @@ an unknown connection exactly like one the agent may not use, so nobody can
 probe which agents or connections exist.
 """
 
+import datetime
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.protocols.nodes import (
     add_agent,
@@ -160,6 +166,42 @@ def test_it_uses_channel_binding_when_libpq_requires_it(gateway: GatewayProcess)
     with psycopg.connect(gateway.dsn(), channel_binding="require", connect_timeout=15) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
     assert_serves(gateway)
+
+
+def sha384_certificate(directory: Path) -> tuple[Path, Path]:
+    """An operator's own P-384 certificate signed with SHA-384 (ours are SHA-256)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gatehouse-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA384())
+    )
+    cert_file, key_file = directory / "operator.crt", directory / "operator.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_it_binds_the_channel_to_an_operators_sha384_certificate(
+    pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # tls-server-end-point hashes with the certificate's own signature hash, as libpq does.
+    cert_file, key_file = sha384_certificate(tmp_path_factory.mktemp("operator-tls"))
+    env = {"GATEHOUSE_TLS_CERT_FILE": str(cert_file), "GATEHOUSE_TLS_KEY_FILE": str(key_file)}
+    with (
+        running_node(tmp_path_factory.mktemp("sha384"), pg_cluster, env=env) as node,
+        psycopg.connect(node.dsn(), channel_binding="require", connect_timeout=15) as conn,
+    ):
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
 
 
 def test_it_checks_the_channel_binding_data(gateway: GatewayProcess) -> None:
