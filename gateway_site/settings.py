@@ -8,6 +8,7 @@ channels_redis. Secrets may come from a file named by `<NAME>_FILE`.
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -217,6 +218,9 @@ GATEHOUSE_SIGNING_KEY_FILE = data_path(
 # The listeners' certificate; a self-signed one is made on first run if unset.
 GATEHOUSE_TLS_CERT_FILE = data_path("GATEHOUSE_TLS_CERT_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.crt")
 GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.key")
+
+# Names this node in sessions; a restart recovers only its own. Unique per node when several share a database.
+GATEHOUSE_NODE_ID = env("GATEHOUSE_NODE_ID", socket.gethostname())[:64]
 
 GATEHOUSE_RECORDINGS_DIR = data_path("GATEHOUSE_RECORDINGS_DIR", GATEHOUSE_DATA_DIR / "recordings")
 GATEHOUSE_RECORDING_FLUSH_SECONDS = env_number("GATEHOUSE_RECORDING_FLUSH_SECONDS", 0.2, minimum=0.01)

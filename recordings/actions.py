@@ -67,6 +67,7 @@ def open_session(
         actor=actor[:150],
         client_addr=client_addr[:64],
         application_name=application_name[:64],
+        node=settings.GATEHOUSE_NODE_ID,
         started_at=now,
         retain_until=now + datetime.timedelta(days=connection.retention_days),
         recording_path=f"{now:%Y/%m/%d}/{public_id}.jsonl",
@@ -92,6 +93,7 @@ def _header_meta(session: Session, kind: str) -> dict:
         "connection": session.connection.name,
         "kind": kind,
         "client_addr": session.client_addr,
+        "node": session.node,
         "application_name": session.application_name,
         "started_at": session.started_at.isoformat(),
     }
@@ -150,11 +152,12 @@ def mark_interrupted_sessions() -> int:
     write cut short) is cut off, and the chain over what remains is signed,
     so what was written still verifies. Returns how many were marked.
 
-    Every live session in the database is taken to be dead, so on a
-    multi-node deployment this must only run when no other node is serving.
+    Only this node's sessions (settings.GATEHOUSE_NODE_ID): other nodes
+    sharing the database may be serving theirs right now.
     """
     marked = 0
-    for session in Session.objects.filter(status=Session.Status.LIVE).iterator():
+    live = Session.objects.filter(status=Session.Status.LIVE, node=settings.GATEHOUSE_NODE_ID)
+    for session in live.iterator():
         head, count, ended_at = _recover_recording(session)
         seal = sign_seal(session.public_id, head, count)
         marked += Session.objects.filter(pk=session.pk, status=Session.Status.LIVE).update(

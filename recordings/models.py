@@ -28,6 +28,7 @@ class Session(models.Model):
     actor = models.CharField(max_length=150, help_text="Who, as recorded: agent:NAME or user:NAME.")
     client_addr = models.CharField(max_length=64)
     application_name = models.CharField(max_length=64, blank=True)
+    node = models.CharField(max_length=64, blank=True, db_index=True, help_text="The gateway node that served it.")
     started_at = models.DateTimeField(db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.LIVE, db_index=True)

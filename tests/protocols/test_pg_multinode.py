@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.nodes import assert_verifies, bot_client, poll, running_node
+from tests.protocols.nodes import assert_verifies, bot_client, poll, running_node, unique_name, wait_for_session
 from tests.protocols.wire import ServerError, WireClient, cancel_request, error_fields, query_message
 from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import PgCluster
@@ -24,11 +24,25 @@ def two_nodes(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -
     data_dir = tmp_path_factory.mktemp("two-nodes")
     with (
         running_redis() as redis_url,
-        running_node(data_dir, pg_cluster, env={"REDIS_URL": redis_url}) as node_a,
-        GatewayProcess(data_dir, env={"REDIS_URL": redis_url}) as node_b,
+        running_node(data_dir, pg_cluster, env={"REDIS_URL": redis_url, "GATEHOUSE_NODE_ID": "node-a"}) as node_a,
+        GatewayProcess(data_dir, env={"REDIS_URL": redis_url, "GATEHOUSE_NODE_ID": "node-b"}) as node_b,
     ):
         node_b.start()
         yield node_a, node_b
+
+
+def test_it_recovers_only_its_own_sessions_when_one_node_restarts(two_nodes: tuple) -> None:
+    node_a, node_b = two_nodes
+    application_name = unique_name("node-restart")
+    with bot_client(node_a, application_name=application_name) as client:
+        client.send(query_message("SELECT 'before the restart'"))
+        client.read_until(b"Z")
+        node_b.stop()
+        node_b.start()  # recovers node-b's live sessions at start, and none of node-a's
+        client.send(query_message("SELECT 'still served by node-a'"))
+        assert b"still served by node-a" in b"".join(m.payload for m in client.read_until(b"Z"))
+    row = wait_for_session(node_a, application_name, sealed=True)
+    assert (row["node"], row["status"]) == ("node-a", "ended")
 
 
 def test_it_cancels_a_query_through_the_other_node(two_nodes: tuple) -> None:

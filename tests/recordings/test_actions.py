@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
@@ -58,9 +59,11 @@ def test_it_opens_a_live_session_with_its_header_on_disk(connection, recording_s
         "connection": "warehouse",
         "kind": "postgres",
         "client_addr": "10.0.0.7:51544",
+        "node": settings.GATEHOUSE_NODE_ID,
         "application_name": "pgbench",
         "started_at": session.started_at.isoformat(),
     }
+    assert session.node == settings.GATEHOUSE_NODE_ID
     assert verify_file(session.public_id, path).line_count == 1
 
 
@@ -307,6 +310,20 @@ def test_it_recovers_a_session_that_crashed_before_its_first_flush(connection):
     session.refresh_from_db()
     assert (session.status, session.line_count) == (Session.Status.INTERRUPTED, 1)
     assert verify_session(session).ok
+
+
+def test_it_leaves_the_live_sessions_of_other_nodes_alone(connection, settings):
+    ours, _ = open_live(connection)
+    settings.GATEHOUSE_NODE_ID = "node-b"
+    theirs, _ = open_live(connection)
+    settings.GATEHOUSE_NODE_ID = ours.node
+
+    assert mark_interrupted_sessions() == 1
+
+    ours.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (ours.status, theirs.status) == (Session.Status.INTERRUPTED, Session.Status.LIVE)
+    assert theirs.node == "node-b" and not theirs.seal
 
 
 def test_it_leaves_sealed_sessions_alone_when_recovering(record_session):
