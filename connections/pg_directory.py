@@ -72,8 +72,11 @@ class DjangoPgDirectory:
         if login is None:
             return None
         tokens = [token for token in map(_token, login.tokens) if token is not None]
-        target = _target(login.connection) if login.connection else None
-        return PgLogin(account=login.account_name, tokens=tokens, target=target, context=login)
+        return PgLogin(account=login.account_name, tokens=tokens, granted=login.connection is not None, context=login)
+
+    def target_for(self, login: PgLogin) -> PgTarget:
+        """The upstream to open, its credential decrypted now that the client has proved its token."""
+        return _target(login.context.connection)
 
     async def open_session(
         self, login: PgLogin, token: PgToken, client_addr: str, application_name: str

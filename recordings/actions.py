@@ -7,6 +7,7 @@ recording or its seal.
 
 import contextlib
 import datetime
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from recordings.writer import RecordingWriter
 
 logger = logging.getLogger(__name__)
 
+END_LINE_TAIL_BYTES = 4096  # an "end" event line is short
 COUNTER_FIELDS = ("statements", "errors", "bytes_from_client", "bytes_to_client")
 FINAL_STATUSES = frozenset({Session.Status.ENDED, Session.Status.INTERRUPTED, Session.Status.TERMINATED})
 
@@ -150,7 +152,8 @@ def mark_interrupted_sessions() -> int:
 
     Their gateway died without sealing them. An incomplete last line (a
     write cut short) is cut off, and the chain over what remains is signed,
-    so what was written still verifies. Returns how many were marked.
+    so what was written still verifies. A session whose "end" event made it
+    to disk keeps the status it ended with. Returns how many were sealed.
 
     Only this node's sessions (settings.GATEHOUSE_NODE_ID): other nodes
     sharing the database may be serving theirs right now.
@@ -158,24 +161,29 @@ def mark_interrupted_sessions() -> int:
     marked = 0
     live = Session.objects.filter(status=Session.Status.LIVE, node=settings.GATEHOUSE_NODE_ID)
     for session in live.iterator():
-        head, count, ended_at = _recover_recording(session)
+        head, count, ended_at, status = _recover_recording(session)
         seal = sign_seal(session.public_id, head, count)
         marked += Session.objects.filter(pk=session.pk, status=Session.Status.LIVE).update(
-            status=Session.Status.INTERRUPTED, ended_at=ended_at, chain_head=head, line_count=count, seal=seal
+            status=status, ended_at=ended_at, chain_head=head, line_count=count, seal=seal
         )
     if marked:
         logger.warning("Marked %d sessions interrupted (the gateway stopped without ending them)", marked)
     return marked
 
 
-def _recover_recording(session: Session) -> tuple[str, int, datetime.datetime]:
-    """(chain head, line count, last write time) of what verifies in a dead session's file."""
+def _recover_recording(session: Session) -> tuple[str, int, datetime.datetime, str]:
+    """(chain head, line count, last write time, status) of what verifies in a dead session's file.
+
+    The status is `interrupted`, unless the session had already written its
+    "end" event and only its seal was lost: then the status it ended with.
+    """
+    interrupted = Session.Status.INTERRUPTED
     try:
         path = recording_file(session)
         result = verify_file(session.public_id, path)
     except (OSError, ValueError) as error:
         logger.error("Recording of interrupted session %s is unreadable: %s", session.public_id, error)
-        return chain_seed(session.public_id).hex(), 0, timezone.now()
+        return chain_seed(session.public_id).hex(), 0, timezone.now(), interrupted
     ended_at = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.UTC)
     if result.problem is Problem.INCOMPLETE:
         with path.open("r+b") as handle:
@@ -184,7 +192,22 @@ def _recover_recording(session: Session) -> tuple[str, int, datetime.datetime]:
     elif not result.ok:
         # Not a crash artefact: sign what verifies and let `verify` name the bad line.
         logger.error("Recording of session %s is damaged: %s", session.public_id, result.describe())
-    return result.chain_head, result.line_count, ended_at
+    status = _recorded_end_status(path, result.valid_bytes) if result.ok else None
+    return result.chain_head, result.line_count, ended_at, status or interrupted
+
+
+def _recorded_end_status(path: Path, valid_bytes: int) -> str | None:
+    """The status of the recording's "end" event if it is the last verified line."""
+    start = max(0, valid_bytes - END_LINE_TAIL_BYTES)
+    with path.open("rb") as handle:
+        handle.seek(start)
+        last_line = handle.read(valid_bytes - start).rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        _t, kind, data, *_link = json.loads(last_line)
+    except (ValueError, TypeError):
+        return None
+    status = data.get("status") if kind == "end" and isinstance(data, dict) else None
+    return status if status in FINAL_STATUSES else None
 
 
 def verify_session(session: Session) -> VerifyResult:

@@ -312,6 +312,20 @@ def test_it_recovers_a_session_that_crashed_before_its_first_flush(connection):
     assert verify_session(session).ok
 
 
+@pytest.mark.parametrize("status", [Session.Status.ENDED, Session.Status.TERMINATED])
+def test_it_keeps_the_end_a_session_recorded_before_its_seal_was_lost(connection, status):
+    session, writer = open_live(connection)
+    writer.event("sql", {"n": 1, "text": "SELECT 1"})
+    writer.close(status, {"statements": 1})
+    writer.flush_now()  # the "end" event is on disk; the node dies before sealing
+
+    assert mark_interrupted_sessions() == 1
+
+    session.refresh_from_db()
+    assert (session.status, session.line_count) == (status, 3)
+    assert verify_session(session).ok
+
+
 def test_it_leaves_the_live_sessions_of_other_nodes_alone(connection, settings):
     ours, _ = open_live(connection)
     settings.GATEHOUSE_NODE_ID = "node-b"

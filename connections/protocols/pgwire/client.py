@@ -252,7 +252,7 @@ class PgClientSession(asyncio.Protocol):
 
     def _authenticated(self, token) -> None:
         self.transport.write(m.authentication(m.AUTH_OK))
-        if self.login.target is None:
+        if not self.login.granted:
             database, user = self.params["database"], self.params["user"]
             logger.warning("agent %r from %s asked for unknown or forbidden %r", user, self.peer, database)
             self.fatal("3D000", f'connection "{database}" does not exist or agent "{user}" may not use it')
@@ -260,7 +260,7 @@ class PgClientSession(asyncio.Protocol):
         self._hold(self._open(token))
 
     async def _open(self, token) -> None:
-        target = self.login.target
+        target = self.gateway.directory.target_for(self.login)
         forwarded = {k: v for k, v in self.params.items() if k not in GATEWAY_PARAMS}
         try:
             self.upstream = await self.gateway.pool.acquire(target, forwarded)

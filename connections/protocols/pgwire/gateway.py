@@ -12,7 +12,7 @@ from typing import Protocol
 from . import messages as m
 from .client import PgClientSession
 from .pool import UpstreamPool
-from .targets import PgLogin, PgToken
+from .targets import PgLogin, PgTarget, PgToken
 from .upstream import PgUpstream
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class PgDirectory(Protocol):
     """The engine's only window on accounts, connections and recordings."""
 
     async def lookup(self, agent: str, connection: str) -> PgLogin | None: ...
+
+    def target_for(self, login: PgLogin) -> PgTarget: ...
 
     async def open_session(
         self, login: PgLogin, token: PgToken, client_addr: str, application_name: str

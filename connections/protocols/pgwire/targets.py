@@ -38,14 +38,15 @@ class PgToken:
 
 @dataclass(frozen=True)
 class PgLogin:
-    """An agent's tokens and, if the agent may use it, the requested target.
+    """An agent's tokens, and whether it may use the connection it asked for.
 
-    `target` is None both for an unknown connection and for a forbidden one,
+    `granted` is False both for an unknown connection and for a forbidden one,
     so the engine cannot tell them apart either. `context` is opaque to the
-    engine and comes back to the directory when the session opens.
+    engine and goes back to the directory, which turns it into the target
+    (decrypting the credential) only once the client has proved its token.
     """
 
     account: str
     tokens: list[PgToken]
-    target: PgTarget | None
+    granted: bool
     context: object = None
