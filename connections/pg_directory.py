@@ -27,9 +27,8 @@ TOKEN_USE_FLUSH_SECONDS = 5.0
 class RecordedSession:
     """The engine's handle on an open session: `record` appends to its recording."""
 
-    def __init__(self, session_id: str, writer: RecordingWriter) -> None:
-        self.session_id = session_id
-        self.writer = writer
+    def __init__(self, writer: RecordingWriter) -> None:
+        self.writer = writer  # writer.session_id is the session's public id
         self.record = writer.event
 
 
@@ -82,7 +81,7 @@ class DjangoPgDirectory:
         self, login: PgLogin, token: PgToken, client_addr: str, application_name: str
     ) -> RecordedSession:
         connection = login.context.connection
-        session, writer = await database_sync_to_async(open_session)(
+        _session, writer = await database_sync_to_async(open_session)(
             # Instances built from the login lookup, so opening costs one INSERT.
             connection=Connection(
                 id=connection["id"], name=connection["name"], retention_days=connection["retention_days"]
@@ -94,7 +93,7 @@ class DjangoPgDirectory:
         )
         self.used_tokens.add(token.id)
         self.flusher.register(writer)
-        return RecordedSession(str(session.public_id), writer)
+        return RecordedSession(writer)
 
     def close_session(self, handle: RecordedSession, status: str, reason: str, counters: dict) -> None:
         if reason:
