@@ -7,6 +7,7 @@ it ends (from the recording flusher). Token last-use times are batched.
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -94,6 +95,14 @@ class DjangoPgDirectory:
         self.used_tokens.add(token.id)
         self.flusher.register(writer)
         return RecordedSession(writer)
+
+    def policy_for(self, login: PgLogin):
+        return None
+
+    async def review(self, handle: RecordedSession, verdict):
+        """No reviewer can answer yet (the approvals app does not exist): fail closed."""
+        message = f"{verdict.message}; it needs a review and no reviewer is available, so it is denied"
+        return replace(verdict, action="deny", message=message)
 
     def close_session(self, handle: RecordedSession, status: str, reason: str, counters: dict) -> None:
         if reason:

@@ -2,7 +2,8 @@
 
 An explicit state machine: STARTUP (SSLRequest, GSSENCRequest, CancelRequest
 or StartupMessage) → AUTH_SASL_INITIAL / AUTH_SASL_RESPONSE / AUTH_PASSWORD
-→ OPENING (directory and upstream work; input is held) → RELAY → CLOSED.
+→ OPENING (directory and upstream work; input is held) → RELAY ⇄ HELD (a
+statement waits for a review; input is held) → CLOSED.
 Anything unexpected in a state ends the session with a FATAL error; other
 sessions are untouched.
 """
@@ -12,11 +13,12 @@ import hashlib
 import hmac
 import logging
 import struct
+from dataclasses import replace
 from enum import Enum
 
 from . import messages as m
 from .scram import ScramError, ScramServerExchange
-from .tracker import StatementTracker
+from .tracker import MaskingFailed, StatementTracker
 from .upstream import PgUpstream, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class ClientState(Enum):
     AUTH_PASSWORD = "auth-password"  # noqa: S105 (a state name)
     OPENING = "opening"
     RELAY = "relay"
+    HELD = "held"
     CLOSED = "closed"
 
 
@@ -68,6 +71,7 @@ class PgClientSession(asyncio.Protocol):
         self.bytes_out = 0
         self.clean_exit = False
         self.login_timer: asyncio.TimerHandle | None = None
+        self.review: asyncio.Task | None = None  # the review a HELD session waits for
 
     # --- asyncio callbacks ---------------------------------------------------
 
@@ -89,7 +93,9 @@ class PgClientSession(asyncio.Protocol):
                 self._relay_from_client(data)
                 return
             self.buffer += data
-            if self.state is not ClientState.OPENING:
+            if self.state is ClientState.HELD:
+                self.transport.pause_reading()  # an upstream resume_writing may have woken us
+            elif self.state is not ClientState.OPENING:
                 self._advance()
         except m.ProtocolViolation as exc:
             self.fatal(exc.sqlstate, str(exc))
@@ -279,7 +285,27 @@ class PgClientSession(asyncio.Protocol):
             return
         self.session = session
         self.tracker = StatementTracker(self.session.record, target.max_rows, target.max_bytes)
+        policy = await self._load_policy()
+        if self.state is ClientState.CLOSED:
+            return
+        self.tracker.set_policy(policy)
         self._start_relay()
+
+    async def _load_policy(self):
+        """The session's policy, with the table names its masking rules need from the upstream catalog."""
+        policy = self.gateway.directory.policy_for(self.login)
+        if policy is not None and policy.table_query:
+            try:
+                policy.set_tables(await self.upstream.query_rows(policy.table_query))
+            except UpstreamError as exc:
+                logger.warning("session for %r from %s: %s %s", self.params["user"], self.peer, exc, exc.detail)
+                self.fatal(exc.sqlstate, "Gatehouse could not load the session's masking rules")
+        return policy
+
+    def set_policy(self, policy) -> None:
+        """Apply a changed policy to this live session from its next message on."""
+        if self.tracker is not None:
+            self.tracker.set_policy(policy)
 
     def _start_relay(self) -> None:
         self.login_timer.cancel()
@@ -295,7 +321,7 @@ class PgClientSession(asyncio.Protocol):
             self._relay_from_client(b"")
 
     def _hold(self, work) -> None:
-        """Run async work while input is held; a failure ends the session."""
+        """Run async session-setup work while input is held; a failure ends the session."""
         self.state = ClientState.OPENING
         self.transport.pause_reading()
         task = asyncio.ensure_future(work)
@@ -320,7 +346,7 @@ class PgClientSession(asyncio.Protocol):
     def _relay_from_client(self, data: bytes) -> None:
         data = _join(self.buffer, data)
         tracker, limit = self.tracker, self.gateway.config.max_client_message
-        pos, size = 0, len(data)
+        pos, size, sent = 0, len(data), 0
         while size - pos >= 5:
             kind, length = _HEADER.unpack_from(data, pos)
             if length < 4 or length > limit:
@@ -329,42 +355,114 @@ class PgClientSession(asyncio.Protocol):
             if end > size:
                 break
             if kind == b"X":
-                self._send_upstream(data, pos)
+                self._send_upstream(data[sent:pos])
                 self.clean_exit = True
                 self._end("ended", "")
                 return
-            tracker.from_client(kind, data[pos + 5 : end])
+            outcome = tracker.from_client(kind, data[pos + 5 : end])
+            if outcome is not None:
+                self._send_upstream(data[sent:pos])
+                sent = end
+                if type(outcome) is bytes:
+                    self._send_upstream(outcome)
+                elif outcome.action == "review":
+                    self.buffer += data[end:]
+                    self._hold_for_review(kind, data[pos + 5 : end], outcome)
+                    return
+                else:
+                    self._send_upstream(tracker.deny(kind, data[pos + 5 : end], outcome))
             pos = end
-        self._send_upstream(data, pos)
+        self._send_upstream(data if sent == 0 and pos == size else data[sent:pos])
         if pos < size:
             self.buffer += data[pos:]
 
-    def _send_upstream(self, data: bytes, upto: int) -> None:
-        if upto:
-            self.upstream.write(data if upto == len(data) else data[:upto])
-            self.bytes_in += upto
+    def _send_upstream(self, data: bytes) -> None:
+        if data:
+            self.upstream.write(data)
+            self.bytes_in += len(data)
+
+    # --- review holds --------------------------------------------------------
+
+    def _hold_for_review(self, kind: bytes, payload: bytes, verdict) -> None:
+        """Send nothing of this statement, or after it, until a reviewer decides."""
+        self.state = ClientState.HELD
+        self.transport.pause_reading()
+        self.review = asyncio.ensure_future(self.gateway.directory.review(self.session, verdict))
+        self.review.add_done_callback(lambda task: self._review_done(task, kind, payload, verdict))
+
+    def _review_done(self, task: asyncio.Task, kind: bytes, payload: bytes, held) -> None:
+        self.review = None
+        if self.state is not ClientState.HELD:
+            return  # the session ended while it waited
+        if task.cancelled():
+            decision = replace(held, action="deny", message="canceled by the client while it waited for review")
+        elif task.exception() is not None:
+            logger.error("review for %s failed", self.peer, exc_info=task.exception())
+            decision = replace(held, action="deny", message="the review could not be completed; denied")
+        else:
+            decision = task.result()
+        tracker = self.tracker
+        if decision.action == "allow":
+            self._send_upstream(tracker.allow(kind, payload, decision) or m.message(kind, payload))
+        else:
+            self._send_upstream(tracker.deny(kind, payload, decision))
+        self.state = ClientState.RELAY
+        self.transport.resume_reading()
+        try:
+            self._relay_from_client(b"")
+        except m.ProtocolViolation as exc:
+            self.fatal(exc.sqlstate, str(exc))
+
+    def cancel_review(self) -> bool:
+        """A CancelRequest for a held statement withdraws its review; False if nothing is held."""
+        if self.review is None:
+            return False
+        self.review.cancel()
+        return True
+
+    # --- server → client -----------------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
-        """Frame upstream bytes, let the tracker see them, forward whole messages."""
+        """Frame upstream bytes; the tracker sees each whole message and may replace it."""
         leftover = self.upstream.buffer
         data = _join(leftover, data)
         from_server = self.tracker.from_server
-        pos, size = 0, len(data)
-        while size - pos >= 5:
-            kind, length = _HEADER.unpack_from(data, pos)
-            if length < 4 or length > m.MAX_MESSAGE:
-                self.fatal("08P01", f"upstream sent an invalid message length {length}")
-                return
-            end = pos + 1 + length
-            if end > size:
-                break
-            from_server(kind, data, pos + 5, end)
-            pos = end
-        if pos:
-            self.transport.write(data if pos == size else data[:pos])
-            self.bytes_out += pos
+        pos, size, sent = 0, len(data), 0
+        parts: list[bytes] | None = None
+        try:
+            while size - pos >= 5:
+                kind, length = _HEADER.unpack_from(data, pos)
+                if length < 4 or length > m.MAX_MESSAGE:
+                    self.fatal("08P01", f"upstream sent an invalid message length {length}")
+                    return
+                end = pos + 1 + length
+                if end > size:
+                    break
+                replacement = from_server(kind, data, pos + 5, end)
+                if replacement is not None:
+                    if parts is None:
+                        parts = []
+                    parts.append(data[sent:pos])
+                    parts.append(replacement)
+                    sent = end
+                pos = end
+        except MaskingFailed as exc:
+            logger.error("session for %r from %s: %s", self.params.get("user"), self.peer, exc)
+            self._forward(b"".join(parts) if parts else data[:sent])
+            self.fatal("XX000", "Gatehouse could not mask a result, so it ended the session")
+            return
+        if parts is None:
+            self._forward(data if pos == size else data[:pos])
+        else:
+            parts.append(data[sent:pos])
+            self._forward(b"".join(parts))
         if pos < size:
             leftover += data[pos:]
+
+    def _forward(self, data: bytes) -> None:
+        if data:
+            self.transport.write(data)
+            self.bytes_out += len(data)
 
     def upstream_lost(self) -> None:
         self.upstream = None
@@ -391,6 +489,8 @@ class PgClientSession(asyncio.Protocol):
     def _end(self, status: str, reason: str) -> None:
         self.state = ClientState.CLOSED
         self.login_timer.cancel()
+        if self.review is not None:
+            self.review.cancel()  # withdraws the review
         if self.backend_key is not None:
             self.gateway.unregister(self.backend_key[0])
         self._release_upstream()

@@ -37,6 +37,12 @@ class PgDirectory(Protocol):
 
     def close_session(self, handle: SessionHandle, status: str, reason: str, counters: dict) -> None: ...
 
+    def policy_for(self, login: PgLogin) -> object | None:
+        """The session's policy object (see tracker.StatementTracker), or None for none."""
+
+    async def review(self, handle: SessionHandle, verdict) -> object:
+        """Hold a statement for review; returns the final verdict (action "allow" or "deny")."""
+
 
 @dataclass(frozen=True)
 class PgGatewayConfig:
@@ -99,8 +105,9 @@ class PgGateway:
         entry = self.sessions.get(pid)
         if entry is None or not hmac.compare_digest(entry[0].to_bytes(4, "big"), secret.to_bytes(4, "big")):
             return False
-        if entry[1].upstream is not None:
-            self.cancel_backend(entry[1].upstream)
+        session = entry[1]
+        if not session.cancel_review() and session.upstream is not None:
+            self.cancel_backend(session.upstream)
         return True
 
     @staticmethod

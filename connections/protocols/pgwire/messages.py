@@ -6,6 +6,7 @@ Every builder returns the complete message (type byte, length, payload).
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 PROTOCOL_3_0 = 3 << 16
 SSL_REQUEST_CODE = 80877103
@@ -133,6 +134,15 @@ def query(text: str) -> bytes:
     return message(b"Q", cstring(text))
 
 
+def parse(name: str, text: str) -> bytes:
+    """A Parse message with no parameter types."""
+    return message(b"P", cstring(name) + cstring(text) + b"\0\0")
+
+
+def describe_portal(name: str) -> bytes:
+    return message(b"D", b"P" + cstring(name))
+
+
 TERMINATE = message(b"X")
 
 
@@ -191,8 +201,17 @@ def parse_error_fields(payload: bytes) -> dict[str, str]:
     return fields
 
 
-def parse_row_description(payload: bytes) -> list[tuple[str, int, int]]:
-    """(name, type oid, format code) per column."""
+class Column(NamedTuple):
+    """One field of a RowDescription; table_oid and attnum are 0 for a computed column."""
+
+    name: str
+    table_oid: int
+    attnum: int
+    type_oid: int
+    format: int
+
+
+def parse_row_description(payload: bytes) -> list[Column]:
     data = payload
     count, pos = read_int16(data, 0)
     columns = []
@@ -201,8 +220,8 @@ def parse_row_description(payload: bytes) -> list[tuple[str, int, int]]:
         if end < 0 or end + 1 + _FIELD.size > len(data):
             raise ProtocolViolation("malformed RowDescription")
         name = data[pos:end].decode("utf-8", "replace")
-        _table, _attnum, type_oid, _size, _mod, fmt = _FIELD.unpack_from(data, end + 1)
-        columns.append((name, type_oid, fmt))
+        table_oid, attnum, type_oid, _size, _mod, fmt = _FIELD.unpack_from(data, end + 1)
+        columns.append(Column(name, table_oid, attnum, type_oid, fmt))
         pos = end + 1 + _FIELD.size
     return columns
 

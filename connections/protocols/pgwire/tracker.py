@@ -7,8 +7,17 @@ using a queue of what the server still owes (as a driver does). It emits a
 connection's cap, the command tag or error, and the duration. Notices,
 notifications and parameter changes become `notice`, `notify` and `param`.
 
-It never changes bytes and never raises into the relay: bookkeeping that
-loses track of the conversation logs and resynchronises at ReadyForQuery.
+With a session policy it also enforces it, because it is the one place that
+knows which server message answers which statement: it judges each Query,
+Parse and FunctionCall (`from_client` returns the verdict of one it must not
+send), replaces a denied statement by one the server will reject, and turns
+that rejection into Gatehouse's own error; it masks DataRows, COPY data,
+errors and notices on their way to the client, so only the masked form is
+forwarded and recorded.
+
+Bookkeeping never raises into the relay: if it loses track of the
+conversation it logs and resynchronises at ReadyForQuery. Masking fails
+closed: a message it cannot mask raises MaskingFailed and ends the session.
 """
 
 import base64
@@ -16,27 +25,47 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
+from typing import NamedTuple
 
 from .messages import (
+    Column,
+    describe_portal,
+    error_response,
     format_for,
+    message,
     parse_bind,
     parse_data_row,
     parse_error_fields,
     parse_function_call,
     parse_row_description,
+    query,
     read_cstring,
     read_int32,
 )
+from .messages import parse as parse_message
 
 logger = logging.getLogger(__name__)
 
 EventSink = Callable[[str, object], None]
 DESCRIPTION_CACHE_SIZE = 256
+# What a denied statement becomes: a syntax error, so the server fails it exactly
+# as it would fail a bad statement (inside a transaction block, the block is
+# aborted on both sides) and we only swap its ErrorResponse for ours.
+DENIED_SQL = "GATEHOUSE DENIED"
+DENIED_SQLSTATE = "42501"  # insufficient_privilege
+JUDGED = (b"Q", b"P", b"F")
 
 
-class Pending(Enum):
-    """What a client message makes the server owe."""
+class MaskingFailed(Exception):
+    """A server message could not be masked; the session must end rather than leak it."""
+
+
+class Pending:
+    """What a client message makes the server owe.
+
+    Plain constants, not an Enum: on Python 3.11 an Enum member costs about
+    100 ns per access, and the tracker touches several per message.
+    """
 
     PARSE = "parse"
     BIND = "bind"
@@ -45,6 +74,8 @@ class Pending(Enum):
     CLOSE = "close"
     SYNC = "sync"
     QUERY = "query"  # simple Query and FunctionCall: results until ReadyForQuery
+    DENIED = "denied"  # a Parse replaced by DENIED_SQL: its error is ours to rewrite
+    OWN_DESCRIBE = "own-describe"  # a Describe we added so masking knows the columns
 
 
 def _value(raw: bytes | None, fmt: int) -> object:
@@ -55,8 +86,9 @@ def _value(raw: bytes | None, fmt: int) -> object:
     return {"b64": base64.b64encode(raw).decode("ascii")}
 
 
-# Kinds that collect a result; a tuple, since Enum hashing is a Python-level call.
+# Kinds that collect a result, and kinds a RowDescription or NoData answers.
 RESULT_OWNERS = (Pending.QUERY, Pending.EXECUTE)
+DESCRIBERS = (Pending.DESCRIBE, Pending.OWN_DESCRIBE)
 
 
 def _error_summary(payload: bytes) -> dict:
@@ -65,26 +97,60 @@ def _error_summary(payload: bytes) -> dict:
     return {"code": fields.get("C", ""), "message": fields.get("M", ""), "severity": fields.get("V", "")}
 
 
+class Described(NamedTuple):
+    """A RowDescription: as recorded, the format codes it carries, and each field for masking."""
+
+    columns: list
+    formats: list[int]
+    fields: tuple[Column, ...]
+
+
+UNPLANNED = object()  # an Execution's row_masker before its first DataRow
+
+
 class Execution:
     """One statement in flight, collecting its current result set."""
 
-    __slots__ = ("seq", "started", "columns", "formats", "rows", "row_bytes", "truncated", "copy_bytes", "source")
+    __slots__ = (
+        "seq",
+        "started",
+        "columns",
+        "formats",
+        "fields",
+        "row_masker",
+        "rows",
+        "row_bytes",
+        "truncated",
+        "copy_bytes",
+        "source",
+        "denied",
+    )
 
-    def __init__(self, seq: int, columns=None, formats=None) -> None:
+    def __init__(self, seq: int, described: "Described | None" = None, formats=None) -> None:
         self.seq = seq
         self.started = time.perf_counter()
-        self.columns = columns
+        self.columns = described.columns if described is not None else None
+        self.fields = described.fields if described is not None else None
+        self.row_masker = UNPLANNED
         self.formats = formats or []
         self.rows: list[list[object]] = []
         self.row_bytes = 0
         self.truncated = False
         self.copy_bytes = 0
         self.source = ("", "")  # (portal, statement) of an Execute
+        self.denied = None  # the Verdict, for a Query we replaced by DENIED_SQL
+
+    def describe(self, described: "Described") -> None:
+        self.columns = described.columns
+        self.fields = described.fields
+        self.row_masker = UNPLANNED
 
     def reset(self) -> None:
         """Start the next result set of a multi-statement Query."""
         self.started = time.perf_counter()
         self.columns = None
+        self.fields = None
+        self.row_masker = UNPLANNED
         self.rows = []
         self.row_bytes = 0
         self.truncated = False
@@ -92,36 +158,136 @@ class Execution:
 
 
 class StatementTracker:
-    """Follows one session's conversation and emits `sql`/`result` events."""
+    """Follows one session's conversation, enforces its policy and emits recording events.
 
-    def __init__(self, sink: EventSink, max_rows: int, max_bytes: int) -> None:
+    `policy` is None (nothing judged, nothing masked) or an object with
+    `check(sql) -> Verdict`, `check_function_call(oid) -> Verdict` and
+    `masker` (None, or a connections.policy.masking.Masker).
+    """
+
+    def __init__(self, sink: EventSink, max_rows: int, max_bytes: int, policy=None) -> None:
         self.sink = sink
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self.owed: deque[tuple[Pending, object]] = deque()
+        self.owed: deque[tuple[str, object]] = deque()
         self.statements: dict[str, str] = {}
-        self.statement_columns: dict[str, list] = {}
+        self.statement_columns: dict[str, Described] = {}
         self.portals: dict[str, tuple[str, list[object], list[int]]] = {}
-        self.portal_columns: dict[str, list] = {}
+        self.portal_columns: dict[str, Described] = {}
         self.statement_count = 0
         self.error_count = 0
+        self.denied_count = 0
         self.transaction_status = b"I"
         self.copy_in: Execution | None = None
-        self.descriptions: dict[bytes, tuple[list, list[int]]] = {}
+        self.descriptions: dict[bytes, Described] = {}
+        self.policy = None
+        self.masker = None
+        self.set_policy(policy)
+        self.client_handlers = {
+            b"Q": self._on_query,
+            b"P": self._on_parse,
+            b"B": self._on_bind,
+            b"D": self._on_describe,
+            b"E": self._on_execute,
+            b"C": self._on_close,
+            b"S": self._on_sync,
+            b"F": self._on_function_call,
+            b"d": self._on_copy_data,
+        }
+        self.server_handlers = {
+            b"1": self._on_parse_complete,
+            b"2": self._on_bind_complete,
+            b"3": self._on_close_complete,
+            b"T": self._on_row_description,
+            b"n": self._on_no_data,
+            b"d": self._on_server_copy_data,
+            b"G": self._on_copy_in,
+            b"C": self._on_command_complete,
+            b"I": self._on_empty_query,
+            b"s": self._on_portal_suspended,
+            b"V": self._on_function_result,
+            b"E": self._on_error,
+            b"Z": self._on_ready,
+            b"N": self._on_notice,
+            b"A": self._on_notification,
+            b"S": self._on_parameter_status,
+        }
+
+    def set_policy(self, policy) -> None:
+        """Apply `policy` from the next message on (a live session's policy was changed)."""
+        self.policy = policy
+        self.masker = policy.masker if policy is not None else None
 
     # --- client → server -----------------------------------------------------
 
-    def from_client(self, kind: bytes, payload: bytes) -> None:
-        handler = self._client_handlers.get(kind)
-        if handler is not None:
-            try:
-                handler(self, payload)
-            except Exception:  # a recording problem must never break the relay
-                logger.exception("tracker lost a client %r message", kind)
+    def from_client(self, kind: bytes, payload: bytes):
+        """See one client message before it is sent.
+
+        Returns None to send it as it is, bytes to send instead of it, or the
+        Verdict (deny or review) of a statement that must not be sent as it is:
+        the caller then calls `deny` or, once a review approves it, `allow`.
+        """
+        if self.policy is not None and kind in JUDGED:
+            verdict = self._judge(kind, payload)
+            if verdict.action != "allow":
+                return verdict
+        return self._track(kind, payload)
+
+    def allow(self, kind: bytes, payload: bytes, verdict) -> bytes | None:
+        """Track a held message that a reviewer approved; returns what `from_client` would."""
+        self._record_verdict(verdict, text=self._text_of(kind, payload))
+        return self._track(kind, payload)
+
+    def deny(self, kind: bytes, payload: bytes, verdict) -> bytes:
+        """Track a denied message; returns what to send instead, for the server to reject."""
+        self.denied_count += 1
+        if kind == b"P":
+            name, _ = read_cstring(payload, 0)
+            self.statements.pop(name, None)
+            self._record_verdict(verdict, text=self._text_of(kind, payload))
+            self.owed.append((Pending.DENIED, verdict))
+            return parse_message(name, DENIED_SQL)
+        # A Query, or a FunctionCall (which cannot be made to fail): the server rejects a query instead.
+        execution = self._start(self._text_of(kind, payload), None)
+        execution.denied = verdict
+        self._record_verdict(verdict, n=execution.seq)
+        self.owed.append((Pending.QUERY, execution))
+        return query(DENIED_SQL)
+
+    def _judge(self, kind: bytes, payload: bytes):
+        if kind == b"F":
+            return self.policy.check_function_call(parse_function_call(payload).function_oid)
+        return self.policy.check(self._text_of(kind, payload))
+
+    @staticmethod
+    def _text_of(kind: bytes, payload: bytes) -> str:
+        if kind == b"Q":
+            return payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
+        if kind == b"P":
+            _name, pos = read_cstring(payload, 0)
+            return read_cstring(payload, pos)[0]
+        return f"-- function call, oid {parse_function_call(payload).function_oid}"
+
+    def _record_verdict(self, verdict, text: str | None = None, n: int | None = None) -> None:
+        event = {"action": verdict.action, "rule": verdict.rule, "message": verdict.message}
+        if n is not None:
+            event["n"] = n
+        if text is not None:
+            event["text"] = self.masker.mask_text(text) if self.masker is not None else text
+        self.sink("policy", event)
+
+    def _track(self, kind: bytes, payload: bytes) -> bytes | None:
+        handler = self.client_handlers.get(kind)
+        if handler is None:
+            return None
+        try:
+            return handler(payload)
+        except Exception:  # a recording problem must never break the relay
+            logger.exception("tracker lost a client %r message", kind)
+            return None
 
     def _on_query(self, payload: bytes) -> None:
-        text = payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
-        self.owed.append((Pending.QUERY, self._start(text, None)))
+        self.owed.append((Pending.QUERY, self._start(self._text_of(b"Q", payload), None)))
 
     def _on_parse(self, payload: bytes) -> None:
         name, pos = read_cstring(payload, 0)
@@ -133,6 +299,8 @@ class StatementTracker:
     def _on_bind(self, payload: bytes) -> None:
         bind = parse_bind(payload)
         params = [_value(p, format_for(bind.param_formats, i)) for i, p in enumerate(bind.params)]
+        if self.masker is not None:
+            params = [self.masker.mask_text(p) if isinstance(p, str) else p for p in params]
         self.portals[bind.portal] = (bind.statement, params, bind.result_formats)
         self.portal_columns.pop(bind.portal, None)
         self.owed.append((Pending.BIND, bind.portal))
@@ -141,14 +309,20 @@ class StatementTracker:
         name, _ = read_cstring(payload, 1)
         self.owed.append((Pending.DESCRIBE, (payload[:1], name)))
 
-    def _on_execute(self, payload: bytes) -> None:
+    def _on_execute(self, payload: bytes) -> bytes | None:
         portal, _ = read_cstring(payload, 0)
         statement, params, formats = self.portals.get(portal, ("", [], []))
         text = self.statements.get(statement, "")
-        columns = self.portal_columns.get(portal) or self.statement_columns.get(statement)
-        execution = self._start(text, params, columns, formats)
+        described = self.portal_columns.get(portal) or self.statement_columns.get(statement)
+        added = None
+        if described is None and self.masker is not None:
+            # Masking needs the columns before the first DataRow: ask the server, and keep its answer to ourselves.
+            self.owed.append((Pending.OWN_DESCRIBE, portal))
+            added = describe_portal(portal) + message(b"E", payload)
+        execution = self._start(text, params, described, formats)
         execution.source = (portal, statement)
         self.owed.append((Pending.EXECUTE, execution))
+        return added
 
     def _on_close(self, payload: bytes) -> None:
         name, _ = read_cstring(payload, 1)
@@ -165,52 +339,50 @@ class StatementTracker:
     def _on_function_call(self, payload: bytes) -> None:
         call = parse_function_call(payload)
         args = [_value(a, format_for(call.arg_formats, i)) for i, a in enumerate(call.args)]
-        execution = self._start(f"-- function call, oid {call.function_oid}", args, formats=[call.result_format])
+        execution = self._start(self._text_of(b"F", payload), args, formats=[call.result_format])
         self.owed.append((Pending.QUERY, execution))
 
     def _on_copy_data(self, payload: bytes) -> None:
         if self.copy_in is not None:
             self._add_copy(self.copy_in, payload)
 
-    def _start(self, text: str, params, columns=None, formats=None) -> Execution:
+    def _start(self, text: str, params, described: Described | None = None, formats=None) -> Execution:
         self.statement_count += 1
-        execution = Execution(self.statement_count, columns, formats)
+        execution = Execution(self.statement_count, described, formats)
+        if self.masker is not None:
+            text = self.masker.mask_text(text)
         event = {"n": execution.seq, "text": text}
         if params:
             event["params"] = params
         self.sink("sql", event)
         return execution
 
-    _client_handlers = {
-        b"Q": _on_query,
-        b"P": _on_parse,
-        b"B": _on_bind,
-        b"D": _on_describe,
-        b"E": _on_execute,
-        b"C": _on_close,
-        b"S": _on_sync,
-        b"F": _on_function_call,
-        b"d": _on_copy_data,
-    }
-
     # --- server → client -----------------------------------------------------
 
-    def from_server(self, kind: bytes, data: bytes, start: int, end: int) -> None:
-        """See the server message data[start:end] (its payload) of type `kind`."""
+    def from_server(self, kind: bytes, data: bytes, start: int, end: int) -> bytes | None:
+        """See the server message data[start:end] (its payload) of type `kind`.
+
+        Returns None to forward it unchanged, or the whole message to forward
+        instead (b"" to drop it). Raises MaskingFailed rather than forward a
+        message it should mask and cannot.
+        """
+        if kind == b"D":  # the hot path: no copy once the result is past its cap
+            return self._on_data_row(data, start, end)
+        handler = self.server_handlers.get(kind)
+        if handler is None:
+            return None
         try:
-            if kind == b"D":  # the hot path: no copy once the result is past its cap
-                self._on_data_row(data, start, end)
-                return
-            handler = self._server_handlers.get(kind)
-            if handler is not None:
-                handler(self, data[start:end])
+            return handler(data[start:end])
+        except MaskingFailed:
+            raise
         except Exception:  # a recording problem must never break the relay
             logger.exception("tracker lost a server %r message", kind)
+            return None
 
-    def _head(self) -> tuple[Pending, object] | None:
+    def _head(self) -> tuple[str, object] | None:
         return self.owed[0] if self.owed else None
 
-    def _pop(self, *expected: Pending) -> object:
+    def _pop(self, *expected: str) -> object:
         if self.owed and self.owed[0][0] in expected:
             return self.owed.popleft()[1]
         return None
@@ -230,65 +402,115 @@ class StatementTracker:
     def _on_close_complete(self, payload: bytes) -> None:
         self._pop(Pending.CLOSE)
 
-    def _on_row_description(self, payload: bytes) -> None:
-        columns, formats = self._describe(bytes(payload))
+    def _on_row_description(self, payload: bytes) -> bytes | None:
+        described = self._describe(payload)
         head = self._head()
-        if head and head[0] is Pending.DESCRIBE:
+        if head and head[0] in DESCRIBERS:
             self.owed.popleft()
+            if head[0] == Pending.OWN_DESCRIBE:
+                self._describe_sent_executes(b"P", head[1], described)
+                return b""
             kind, name = head[1]
             target = self.statement_columns if kind == b"S" else self.portal_columns
-            target[name] = columns
-            self._describe_sent_executes(kind, name, columns)
+            target[name] = described
+            self._describe_sent_executes(kind, name, described)
         elif (execution := self._current()) is not None:
-            execution.columns = columns
-            execution.formats = formats
+            execution.describe(described)
+            execution.formats = described.formats
+        return None
 
-    def _describe_sent_executes(self, kind: bytes, name: str, columns: list) -> None:
+    def _describe_sent_executes(self, kind: bytes, name: str, described: Described) -> None:
         """Give the columns to Executes already sent: a client pipelines Describe and Execute."""
         by_portal = kind == b"P"
         redefined_by = Pending.BIND if by_portal else Pending.PARSE
         for pending, item in self.owed:
-            if pending is redefined_by and item == name:
+            if pending == redefined_by and item == name:
                 return
-            described = pending is Pending.EXECUTE and item.source[0 if by_portal else 1] == name
-            if described and (by_portal or item.columns is None):
-                item.columns = columns
+            matches = pending == Pending.EXECUTE and item.source[0 if by_portal else 1] == name
+            if matches and (by_portal or item.columns is None):
+                item.describe(described)
 
-    def _describe(self, payload: bytes) -> tuple[list, list[int]]:
+    def _describe(self, payload: bytes) -> Described:
         # A hot statement returns the same RowDescription every time.
         described = self.descriptions.get(payload)
         if described is None:
             if len(self.descriptions) >= DESCRIPTION_CACHE_SIZE:
                 self.descriptions.clear()
-            fields = parse_row_description(payload)
-            columns = [[name, oid] for name, oid, _fmt in fields]
-            formats = [fmt for _name, _oid, fmt in fields]
-            described = self.descriptions[payload] = (columns, formats if any(formats) else [])
+            fields = tuple(parse_row_description(payload))
+            formats = [field.format for field in fields]
+            columns = [[field.name, field.type_oid] for field in fields]
+            described = self.descriptions[payload] = Described(columns, formats if any(formats) else [], fields)
         return described
 
-    def _on_no_data(self, payload: bytes) -> None:
-        self._pop(Pending.DESCRIBE)
+    def _on_no_data(self, payload: bytes) -> bytes | None:
+        head = self._head()
+        if head and head[0] in DESCRIBERS:
+            self.owed.popleft()
+            if head[0] == Pending.OWN_DESCRIBE:
+                return b""
+        return None
 
-    def _on_data_row(self, data: bytes, start: int, end: int) -> None:
+    def _on_data_row(self, data: bytes, start: int, end: int) -> bytes | None:
         execution = self._current()
+        replacement = None
+        if self.masker is not None:
+            replacement = self._mask_row(execution, data, start, end)
+            if replacement is not None:
+                data, start, end = replacement, 5, len(replacement)
         if execution is None or execution.truncated:
-            return
+            return replacement
         if len(execution.rows) >= self.max_rows or execution.row_bytes + end - start > self.max_bytes:
             execution.truncated = True
-            return
+            return replacement
+        try:
+            self._record_row(execution, data[start:end], end - start)
+        except Exception:  # a recording problem must never break the relay
+            logger.exception("tracker lost a DataRow")
+        return replacement
+
+    def _record_row(self, execution: Execution, payload: bytes, size: int) -> None:
         formats = execution.formats
-        values = parse_data_row(data[start:end])
+        values = parse_data_row(payload)
         if formats:
             row = [_value(v, format_for(formats, i)) for i, v in enumerate(values)]
         else:
             row = [None if v is None else v.decode("utf-8", "replace") for v in values]
         execution.rows.append(row)
-        execution.row_bytes += end - start
+        execution.row_bytes += size
 
-    def _on_server_copy_data(self, payload: bytes) -> None:
+    def _mask_row(self, execution: Execution | None, data: bytes, start: int, end: int) -> bytes | None:
+        if execution is None or execution.fields is None:
+            raise MaskingFailed("a DataRow arrived for a result whose columns are unknown")
+        row_masker = execution.row_masker
+        if row_masker is UNPLANNED:
+            row_masker = execution.row_masker = self._plan_masking(execution)
+        if row_masker is None:
+            return None
+        payload = data[start:end]
+        try:
+            masked = row_masker.mask_row(payload)
+        except ValueError as exc:
+            raise MaskingFailed(f"malformed DataRow: {exc}") from None
+        return None if masked is payload else message(b"D", masked)
+
+    def _plan_masking(self, execution: Execution):
+        fields = execution.fields
+        formats = execution.formats
+        if formats:  # an Execute: the Bind's result formats, not the Describe's zeros
+            fields = tuple(field._replace(format=format_for(formats, i)) for i, field in enumerate(fields))
+        return self.masker.for_columns(list(fields))
+
+    def _on_server_copy_data(self, payload: bytes) -> bytes | None:
         execution = self._current()
+        replacement = None
+        if self.masker is not None:
+            masked = self.masker.mask_copy_row(payload, None, False)
+            if masked is not payload:
+                payload = masked
+                replacement = message(b"d", masked)
         if execution is not None:
             self._add_copy(execution, payload)
+        return replacement
 
     def _add_copy(self, execution: Execution, payload: bytes) -> None:
         execution.copy_bytes += len(payload)
@@ -317,8 +539,18 @@ class StatementTracker:
         value = None if length < 0 else _value(payload[pos : pos + length], result_format)
         self._finish({"tag": "", "value": value})
 
-    def _on_notice(self, payload: bytes) -> None:
+    def _on_notice(self, payload: bytes) -> bytes | None:
+        replacement, payload = self._mask_fields(b"N", payload)
         self.sink("notice", _error_summary(payload))
+        return replacement
+
+    def _mask_fields(self, kind: bytes, payload: bytes) -> tuple[bytes | None, bytes]:
+        if self.masker is None:
+            return None, payload
+        masked = self.masker.mask_error_fields(payload)
+        if masked is payload:
+            return None, payload
+        return message(kind, masked), masked
 
     def _on_notification(self, payload: bytes) -> None:
         pid, pos = read_int32(payload, 0)
@@ -329,23 +561,41 @@ class StatementTracker:
         name, pos = read_cstring(payload, 0)
         self.sink("param", {name: read_cstring(payload, pos)[0]})
 
-    def _on_error(self, payload: bytes) -> None:
+    def _on_error(self, payload: bytes) -> bytes | None:
         self.error_count += 1
+        denial = self._denial_at_head()
+        if denial is not None:
+            replacement = error_response(DENIED_SQLSTATE, denial.message)
+            payload = replacement[5:]
+        else:
+            replacement, payload = self._mask_fields(b"E", payload)
         error = _error_summary(payload)
         head = self._head()
-        if head and head[0] is Pending.QUERY:
+        if head and head[0] == Pending.QUERY:
             self._finish({"error": error})
-            return
+            return replacement
         # Extended protocol: the server skips everything up to the next Sync.
         failed = None
-        while self.owed and self.owed[0][0] is not Pending.SYNC:
+        while self.owed and self.owed[0][0] != Pending.SYNC:
             kind, item = self.owed.popleft()
-            if kind is Pending.EXECUTE and failed is None:
+            if kind == Pending.EXECUTE and failed is None:
                 failed = item
         if failed is not None:
             self._emit(failed, {"error": error})
         else:
             self.sink("error", error)
+        return replacement
+
+    def _denial_at_head(self):
+        """The verdict behind the statement this error answers, if we made the server fail it."""
+        head = self._head()
+        if head is None:
+            return None
+        if head[0] == Pending.DENIED:
+            return head[1]
+        if head[0] == Pending.QUERY:
+            return head[1].denied
+        return None
 
     def _on_ready(self, payload: bytes) -> None:
         self.transaction_status = payload[:1]
@@ -361,7 +611,7 @@ class StatementTracker:
             return
         kind, execution = self.owed[0]
         self._emit(execution, outcome)
-        if kind is Pending.EXECUTE:
+        if kind == Pending.EXECUTE:
             self.owed.popleft()
         else:
             execution.reset()
@@ -381,25 +631,6 @@ class StatementTracker:
             event["truncated"] = True
         event.update(outcome)
         self.sink("result", event)
-
-    _server_handlers = {
-        b"1": _on_parse_complete,
-        b"2": _on_bind_complete,
-        b"3": _on_close_complete,
-        b"T": _on_row_description,
-        b"n": _on_no_data,
-        b"d": _on_server_copy_data,
-        b"G": _on_copy_in,
-        b"C": _on_command_complete,
-        b"I": _on_empty_query,
-        b"s": _on_portal_suspended,
-        b"V": _on_function_result,
-        b"E": _on_error,
-        b"Z": _on_ready,
-        b"N": _on_notice,
-        b"A": _on_notification,
-        b"S": _on_parameter_status,
-    }
 
     def close(self, reason: str) -> None:
         """The session ended: statements still owed a result end with `reason`."""

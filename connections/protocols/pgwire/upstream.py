@@ -43,6 +43,7 @@ class UpstreamState(Enum):
     AUTHENTICATING = "authenticating"
     STARTING = "starting"
     IDLE = "idle"
+    QUERYING = "querying"  # a query of our own, before a client is attached
     RELAY = "relay"
     RESETTING = "resetting"
     CLOSED = "closed"
@@ -78,6 +79,9 @@ class PgUpstream(asyncio.Protocol):
         self.peer = None  # the attached client session while relaying
         self.on_idle: Callable[[PgUpstream], None] | None = None
         self.on_lost: Callable[[PgUpstream], None] | None = None
+        self.own_query: asyncio.Future[list[list[str | None]]] | None = None
+        self.own_rows: list[list[str | None]] = []
+        self.own_error = ""
 
     # --- asyncio callbacks ---------------------------------------------------
 
@@ -108,6 +112,8 @@ class PgUpstream(asyncio.Protocol):
         if not self.ready.done():
             reason = f"upstream closed the connection during login ({exc or 'EOF'})"
             self.ready.set_exception(UpstreamError(reason))
+        if self.own_query is not None and not self.own_query.done():
+            self.own_query.set_exception(UpstreamError("the upstream server closed the connection", "08006"))
         if previous is UpstreamState.RELAY and self.peer is not None:
             self.peer.upstream_lost()
         if self.on_lost is not None:
@@ -163,6 +169,10 @@ class PgUpstream(asyncio.Protocol):
                 self._on_ready(payload)
             elif kind == b"E":
                 self._on_error(payload)
+            elif kind == b"D" and self.state is UpstreamState.QUERYING:
+                self.own_rows.append([None if v is None else v.decode() for v in m.parse_data_row(payload)])
+            elif kind == b"T" and self.state is UpstreamState.QUERYING:
+                pass
             elif kind not in (b"N", b"v", b"C", b"A"):
                 raise m.ProtocolViolation(f"unexpected upstream message {kind!r} during login")
 
@@ -217,6 +227,9 @@ class PgUpstream(asyncio.Protocol):
             logger.warning("upstream %s failed its reset (%s); closing it", self.target.name, text)
             self.close()
             return
+        if self.state is UpstreamState.QUERYING:
+            self.own_error = text
+            return
         code = fields.get("C", "")
         raise UpstreamError(f"upstream {self.target.name!r} refused the login ({code})", detail=text)
 
@@ -228,6 +241,11 @@ class PgUpstream(asyncio.Protocol):
             self.ready.set_result(None)
         elif was is UpstreamState.RESETTING and self.on_idle is not None:
             self.on_idle(self)
+        elif was is UpstreamState.QUERYING and self.own_query is not None and not self.own_query.done():
+            if self.own_error:
+                self.own_query.set_exception(UpstreamError("upstream refused a catalog query", detail=self.own_error))
+            else:
+                self.own_query.set_result(self.own_rows)
 
     def _fail(self, exc: Exception) -> None:
         if not self.ready.done():
@@ -250,6 +268,14 @@ class PgUpstream(asyncio.Protocol):
         self.on_idle = on_idle
         self.state = UpstreamState.RESETTING
         self.transport.write(m.query(RESET_QUERY))
+
+    async def query_rows(self, sql: str) -> list[list[str | None]]:
+        """Run a query of our own on an idle connection, before a client is attached; text rows."""
+        self.state = UpstreamState.QUERYING
+        self.own_rows, self.own_error = [], ""
+        self.own_query = asyncio.get_running_loop().create_future()
+        self.transport.write(m.query(sql))
+        return await self.own_query
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
