@@ -6,7 +6,11 @@ interleaved across the targets, and prints the medians and their ratios:
 
 - pgbench -S, 8 clients, 2 threads: TPS;
 - pgbench -S -C (a new connection per transaction): TPS;
-- a 1,000,000-row result streamed to psql: wall time, and the gateway's peak RSS growth.
+- a 1,000,000-row result streamed to psql: wall time, and the gateway's peak RSS growth;
+- the same through a second Gatehouse connection guarded by a policy of 10
+  guardrails and 3 masking rules ("gatehouse+policy"): pgbench -S, and a
+  1,000,000-row result with 2 masked columns and 2 more scanned by detectors;
+- the policy engine alone: per-statement guardrail cost and masking 100 rows.
 
 Run with `make bench-pg` or `python bench/pg_bench.py [--seconds N] [--runs N] [--quick]`.
 """
@@ -31,6 +35,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are not on the path otherwise
 
+import masking_cost  # noqa: E402 (bench/ is the script's own folder)
+import policy_cost  # noqa: E402
+
 from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
 from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
@@ -49,7 +56,39 @@ STREAM_SIZE_SQL = (
 )
 RSS_SAMPLE_SECONDS = 0.02
 BOUNCER_USER = "postgres"  # pgbouncer refuses to run as root
-TARGETS = ("direct", "pgbouncer", "gatehouse")
+TARGETS = ("direct", "pgbouncer", "gatehouse", "gatehouse+policy")
+GUARDED_CONNECTION = "bench-guarded"
+# 10 guardrails and 3 masking rules, on the connection behind "gatehouse+policy".
+GUARD_POLICY = """\
+policies:
+  - name: bench-guard
+    connections: [bench-guarded]
+    default: allow
+    unparseable: deny
+    guardrails:
+      - {name: no-drop, match: {kind: [DROP, TRUNCATE]}, action: deny}
+      - {name: no-unbounded-write, match: {kind: [DELETE, UPDATE], without_where: true}, action: deny}
+      - {name: no-file-access, match: {dangerous_functions: true, copy_program: true, copy_file: true}, action: deny}
+      - {name: schema-changes, match: {kind: [ALTER, CREATE]}, action: review}
+      - {name: no-grants, match: {kind: [GRANT, REVOKE]}, action: deny}
+      - {name: no-roles, match: {kind: [CREATE ROLE, ALTER ROLE, DROP ROLE]}, action: deny}
+      - {name: billing-by-review, match: {kind: [INSERT, UPDATE, DELETE, MERGE], schemas: [billing]}, action: review}
+      - name: no-identity-change
+        match: {kind: [SET, RESET], regex: "(?i)session_authorization|\\brole\\b"}
+        action: deny
+      - {name: no-dblink, match: {functions: ["dblink*"]}, action: deny}
+      - {name: no-vacuum-full, match: {kind: [VACUUM], regex: "(?i)\\bfull\\b"}, action: review}
+    masking:
+      - {name: secrets, columns: ["*password*", "api_key", "*.token"], style: full}
+      - {name: pii, detectors: [email, credit_card, ssn, jwt, aws_key, private_key], style: partial}
+      - {name: customer-refs, columns: [customer_ref], style: hash}
+"""
+# 2 columns the "secrets" rule masks, 2 text columns the detectors scan (1 row in 100 holds an email).
+MASKED_STREAM_SQL = (
+    "SELECT g AS id, md5(g::text) AS password_hash, md5((g + 1)::text) AS api_key,"
+    " 'order ' || g || CASE WHEN g % 100 = 0 THEN ' for bob' || g || '@example.com' ELSE ' shipped' END AS note,"
+    " repeat('x', 20) || g AS comment FROM generate_series(1, {rows}) g"
+)
 
 
 class BenchError(RuntimeError):
@@ -308,9 +347,8 @@ class StreamRun:
     rss_growth_mb: float | None = None
 
 
-def stream_result(target: Target, rows: int, gateway_pid: int | None) -> StreamRun:
-    """Stream ROWS rows to psql (output to /dev/null) and time it; sample the gateway's RSS if given."""
-    sql_text = STREAM_SQL.format(rows=rows)
+def stream_result(target: Target, sql_text: str, gateway_pid: int | None) -> StreamRun:
+    """Stream SQL_TEXT's rows to psql (output to /dev/null) and time it; sample the gateway's RSS if given."""
     with ExitStack() as stack:
         sampler = stack.enter_context(RssSampler(gateway_pid)) if gateway_pid else None
         started = time.monotonic()
@@ -348,6 +386,7 @@ def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
         stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
         gateway = stack.enter_context(GatewayProcess(gateway_dir))
         provision_bot(gateway, cluster, connection="bench", agent="bench-bot", tls="disable")
+        guard_connection(gateway, cluster, gateway_dir / "bench-policy.yaml")
         gateway.start()
         log("starting pgbouncer ...")
         bouncer = PgBouncer(cluster, gateway.cert_file, gateway.cert_file.with_suffix(".key"))
@@ -355,43 +394,71 @@ def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
         bouncer.start()
         pgbouncer = Target("pgbouncer", bouncer.port, DATABASE, SUPERUSER, cluster.superuser_password)
         gatehouse = Target("gatehouse", gateway.pg_port, "bench", "bench-bot", gateway.token or "")
-        yield Setup(cluster, gateway, {"direct": direct, "pgbouncer": pgbouncer, "gatehouse": gatehouse})
+        guarded = Target("gatehouse+policy", gateway.pg_port, GUARDED_CONNECTION, "bench-bot", gateway.token or "")
+        targets = {"direct": direct, "pgbouncer": pgbouncer, "gatehouse": gatehouse, "gatehouse+policy": guarded}
+        yield Setup(cluster, gateway, targets)
+
+
+def guard_connection(gateway: GatewayProcess, cluster: PgCluster, policy_file: Path) -> None:
+    """A second connection to the same database, for the same bot, under GUARD_POLICY."""
+    gateway.manage(
+        *("connections", "add", GUARDED_CONNECTION, "--kind", "postgres", "--host", cluster.host),
+        *("--port", str(cluster.port), "--database", DATABASE, "--user", SUPERUSER),
+        *("--password-env", "BENCH_UPSTREAM_PASSWORD", "--tls", "disable"),
+        env={"BENCH_UPSTREAM_PASSWORD": cluster.superuser_password},
+        check=True,
+    )
+    gateway.manage("agents", "grant", "bench-bot", GUARDED_CONNECTION, check=True)
+    policy_file.write_text(GUARD_POLICY)
+    gateway.manage("policies", "apply", str(policy_file), check=True)
 
 
 # --- measurements and the report ----------------------------------------------------------------
+
+
+CONNECT_TARGETS = ("direct", "pgbouncer", "gatehouse")
+STREAM_TARGETS = ("direct", "pgbouncer", "gatehouse")
+MASKED_STREAM_TARGETS = ("direct", "gatehouse", "gatehouse+policy")
+
+
+def _by_target(names: tuple[str, ...]) -> Callable[[], dict[str, list]]:
+    return lambda: {name: [] for name in names}
 
 
 @dataclass
 class Results:
     """Every run of every measurement, by measurement and target."""
 
-    tps: dict[str, list[PgbenchRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
-    tps_connect: dict[str, list[PgbenchRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
-    stream: dict[str, list[StreamRun]] = field(default_factory=lambda: {t: [] for t in TARGETS})
+    tps: dict[str, list[PgbenchRun]] = field(default_factory=_by_target(TARGETS))
+    tps_connect: dict[str, list[PgbenchRun]] = field(default_factory=_by_target(CONNECT_TARGETS))
+    stream: dict[str, list[StreamRun]] = field(default_factory=_by_target(STREAM_TARGETS))
+    masked_stream: dict[str, list[StreamRun]] = field(default_factory=_by_target(MASKED_STREAM_TARGETS))
 
 
 def measure(setup: Setup, options: argparse.Namespace, log: Callable[[str], None]) -> Results:
     """Warm up each target, then run every measurement RUNS times, interleaved across the targets."""
     results = Results()
-    gateway_pid = setup.gateway.process.pid
     for target in setup.targets.values():
         run_pgbench(target, options.warmup, new_connection_each=False)
     for run in range(1, options.runs + 1):
-        for name, target in setup.targets.items():
-            outcome = run_pgbench(target, options.seconds, new_connection_each=False)
-            results.tps[name].append(outcome)
-            log(f"run {run}: pgbench -S     {name:<10} {outcome.tps:10.1f} tps  failed={outcome.failed}")
+        for name, runs in results.tps.items():
+            outcome = run_pgbench(setup.targets[name], options.seconds, new_connection_each=False)
+            runs.append(outcome)
+            log(f"run {run}: pgbench -S     {name:<16} {outcome.tps:10.1f} tps  failed={outcome.failed}")
     for run in range(1, options.runs + 1):
-        for name, target in setup.targets.items():
-            outcome = run_pgbench(target, options.seconds, new_connection_each=True)
-            results.tps_connect[name].append(outcome)
-            log(f"run {run}: pgbench -S -C  {name:<10} {outcome.tps:10.1f} tps  failed={outcome.failed}")
-    for run in range(1, options.runs + 1):
-        for name, target in setup.targets.items():
-            outcome = stream_result(target, options.rows, gateway_pid if name == "gatehouse" else None)
-            results.stream[name].append(outcome)
-            rss = f"  gateway RSS +{outcome.rss_growth_mb:.1f} MB" if outcome.rss_growth_mb is not None else ""
-            log(f"run {run}: stream {options.rows} rows {name:<10} {outcome.seconds:7.2f} s{rss}")
+        for name, runs in results.tps_connect.items():
+            outcome = run_pgbench(setup.targets[name], options.seconds, new_connection_each=True)
+            runs.append(outcome)
+            log(f"run {run}: pgbench -S -C  {name:<16} {outcome.tps:10.1f} tps  failed={outcome.failed}")
+    streams = (("stream", STREAM_SQL, results.stream), ("masked stream", MASKED_STREAM_SQL, results.masked_stream))
+    for label, sql_template, table in streams:
+        for run in range(1, options.runs + 1):
+            for name, runs in table.items():
+                gateway_pid = setup.gateway.process.pid if name.startswith("gatehouse") else None
+                outcome = stream_result(setup.targets[name], sql_template.format(rows=options.rows), gateway_pid)
+                runs.append(outcome)
+                rss = f"  gateway RSS +{outcome.rss_growth_mb:.1f} MB" if outcome.rss_growth_mb is not None else ""
+                log(f"run {run}: {label} {options.rows} rows {name:<16} {outcome.seconds:7.2f} s{rss}")
     return results
 
 
@@ -411,31 +478,33 @@ def report_tps(title: str, runs: dict[str, list[PgbenchRun]]) -> list[str]:
         each = ", ".join(f"{r.tps:.1f}" for r in target_runs)
         failed = sum(r.failed for r in target_runs)
         lines.append(f"  {name:<10} median {medians[name]:10.1f} tps   runs [{each}]   failed transactions {failed}")
-    lines.append(
-        f"  ratios     gatehouse/pgbouncer {_ratio(medians['gatehouse'], medians['pgbouncer'])}"
-        f"   gatehouse/direct {_ratio(medians['gatehouse'], medians['direct'])}"
-        f"   pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}"
-    )
+    for name in medians:
+        if name.startswith("gatehouse"):
+            lines.append(
+                f"  ratios     {name}/pgbouncer {_ratio(medians[name], medians['pgbouncer'])}"
+                f"   {name}/direct {_ratio(medians[name], medians['direct'])}"
+            )
+    lines.append(f"  ratios     pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}")
     return lines
 
 
-def report_stream(rows: int, byte_count: int, runs: dict[str, list[StreamRun]]) -> list[str]:
-    """The streamed result: each target's wall times, the ratios, and the gateway's RSS growth."""
-    lines = [f"{rows:,}-row result streamed to psql -A -t -o /dev/null ({byte_count / 1e6:.1f} MB of row text)"]
+def report_stream(title: str, runs: dict[str, list[StreamRun]]) -> list[str]:
+    """A streamed result: each target's wall times, the ratios to direct, and the gateway's RSS growth."""
+    lines = [title]
     medians = {name: statistics.median(r.seconds for r in target_runs) for name, target_runs in runs.items()}
     for name, target_runs in runs.items():
         each = ", ".join(f"{r.seconds:.2f}" for r in target_runs)
-        lines.append(f"  {name:<10} median {medians[name]:7.2f} s   runs [{each}]")
-    lines.append(
-        f"  ratios     gatehouse/direct {_ratio(medians['gatehouse'], medians['direct'])} (time; lower is better)"
-        f"   pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}"
-    )
-    growth = [r.rss_growth_mb or 0.0 for r in runs["gatehouse"]]
-    each = ", ".join(f"{g:.1f}" for g in growth)
-    lines.append(
-        f"  gateway peak RSS growth: median {statistics.median(growth):.1f} MB, max {max(growth):.1f} MB"
-        f"   runs [{each}]"
-    )
+        lines.append(f"  {name:<16} median {medians[name]:7.2f} s   runs [{each}]")
+    ratios = [f"{name}/direct {_ratio(medians[name], medians['direct'])}" for name in medians if name != "direct"]
+    lines.append(f"  ratios     {'   '.join(ratios)} (time; lower is better)")
+    for name, target_runs in runs.items():
+        growth = [r.rss_growth_mb for r in target_runs if r.rss_growth_mb is not None]
+        if growth:
+            each = ", ".join(f"{g:.1f}" for g in growth)
+            lines.append(
+                f"  gateway peak RSS growth ({name}): median {statistics.median(growth):.1f} MB,"
+                f" max {max(growth):.1f} MB   runs [{each}]"
+            )
     return lines
 
 
@@ -456,6 +525,11 @@ def report_errors(results: Results, gateway: GatewayProcess) -> list[str]:
     if not gateway.running:
         lines.append(f"  the gateway process exited with {gateway.process.returncode}")
     return ["problems:", *lines] if lines else ["problems: none (no client errors, no errors in the gateway log)"]
+
+
+def policy_engine_lines() -> list[str]:
+    """The policy engine alone, in this process: the guardrails per statement and masking 100 rows."""
+    return ["policy engine alone (this process, no network)", *policy_cost.measure(), *masking_cost.measure()]
 
 
 def fairness_lines(options: argparse.Namespace) -> list[str]:
@@ -500,6 +574,9 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
         byte_count = result_bytes(setup.targets["direct"], options.rows)
         results = measure(setup, options, log)
         connect_title = f"pgbench -S -C (new connection per transaction, -c {CLIENTS} -j {THREADS}), TPS"
+        stream_title = (
+            f"{options.rows:,}-row result streamed to psql -A -t -o /dev/null ({byte_count / 1e6:.1f} MB of row text)"
+        )
         return [
             "",
             "=== Gatehouse PostgreSQL benchmark ===",
@@ -510,7 +587,14 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
             "",
             *report_tps(connect_title, results.tps_connect),
             "",
-            *report_stream(options.rows, byte_count, results.stream),
+            *report_stream(stream_title, results.stream),
+            "",
+            *report_stream(
+                f"{options.rows:,}-row result, 2 columns masked and 2 scanned by detectors under the policy",
+                results.masked_stream,
+            ),
+            "",
+            *policy_engine_lines(),
             "",
             *report_errors(results, setup.gateway),
             f"load average after the run: {load_average()}",

@@ -4,6 +4,7 @@
 probe which connection names exist.
 """
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
-from connections.models import AccessToken, Connection, ServiceAccount
+from connections.models import AccessToken, Connection, Policy, ServiceAccount
 
 # action -> the guardian permission it needs. Later: "review", "view_sessions".
 ACTION_PERMISSIONS = {"connect": "connect"}
@@ -36,7 +37,7 @@ GATEWAY_CONNECTION_FIELDS = (
     "record_max_bytes",
     "retention_days",
 )
-_LOGIN_MODELS = (AccessToken, ServiceAccount, User, Connection, Permission, ContentType)
+_LOGIN_MODELS = (AccessToken, ServiceAccount, User, Connection, Policy, Permission, ContentType)
 _LOGIN_MODELS += (UserObjectPermission, GroupObjectPermission)
 
 
@@ -86,6 +87,7 @@ class GatewayLogin:
     account_name: str
     tokens: list[GatewayToken]
     connection: dict | None
+    policy: Policy | None = None  # the connection's policy (id, name, rules, revision only)
 
 
 @cache
@@ -104,7 +106,7 @@ def _login_sql() -> str:
         JOIN {table[ContentType]} ct ON ct.id = p.content_type_id
         WHERE ct.app_label = 'connections' AND ct.model = 'connection' AND p.codename = 'connect')"""  # noqa: S608
     return f"""
-        SELECT t.id, t.token_hash, t.scram_verifier, a.id, a.name, {columns}
+        SELECT t.id, t.token_hash, t.scram_verifier, a.id, a.name, pol.id, pol.name, pol.rules, pol.revision, {columns}
         FROM {table[AccessToken]} t
         JOIN {table[ServiceAccount]} a ON a.id = t.account_id
         JOIN {table[User]} u ON u.id = a.user_id
@@ -116,6 +118,7 @@ def _login_sql() -> str:
                     JOIN {groups} ug ON ug.group_id = gp.group_id
                     WHERE ug.user_id = u.id AND gp.object_pk = CAST(c.id AS TEXT)
                     AND gp.permission_id = {connect_permission}))
+        LEFT JOIN {table[Policy]} pol ON pol.id = c.policy_id
         WHERE a.name = %s AND u.is_active AND NOT t.revoked AND t.expires_at > %s
         ORDER BY t.id DESC
     """  # noqa: S608
@@ -135,13 +138,22 @@ def lookup_gateway_login(agent_name: str, connection_name: str, now: datetime) -
     if not rows:
         return None
     first = rows[0]
-    granted = None if first[5] is None else dict(zip(GATEWAY_CONNECTION_FIELDS, first[5:], strict=True))
+    granted = None if first[9] is None else dict(zip(GATEWAY_CONNECTION_FIELDS, first[9:], strict=True))
     return GatewayLogin(
         account_id=first[3],
         account_name=first[4],
         tokens=[GatewayToken(row[0], row[1], row[2]) for row in rows],
         connection=granted,
+        policy=_policy(*first[5:9]),
     )
+
+
+def _policy(policy_id: int | None, name: str, rules: str | dict, revision: int) -> Policy | None:
+    if policy_id is None:
+        return None
+    # A raw cursor gives JSON as text; decode it as the field itself would.
+    decoded = json.loads(rules) if isinstance(rules, str) else rules
+    return Policy(id=policy_id, name=name, rules=decoded, revision=revision)
 
 
 def record_token_use(token_ids: Iterable[int], when: datetime) -> int:

@@ -6,6 +6,33 @@ def default_retention_days() -> int:
     return settings.GATEHOUSE_DEFAULT_RETENTION_DAYS
 
 
+class Policy(models.Model):
+    """What agents may run on the connections it is attached to, and what they may see.
+
+    `rules` holds a `connections.policy.rules.PolicySpec` without its name, as
+    `connections.policy.policy_file.spec_to_dict` writes it: the ordered
+    guardrails, the masking rules and the default, unparseable and opaque
+    actions. It is changed only through the actions in connections.actions,
+    which validate it and give the policy a new `revision`: a number larger
+    than any revision given before, across all policies, so a gateway node
+    that polls `max(revision)` notices every change (see connections.policy_store).
+    """
+
+    name = models.SlugField(max_length=63, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    rules = models.JSONField(default=dict, editable=False)
+    revision = models.PositiveBigIntegerField(default=0, editable=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Connection(models.Model):
     """An upstream target that agents reach through Gatehouse.
 
@@ -34,6 +61,16 @@ class Connection(models.Model):
     retention_days = models.PositiveIntegerField(default=default_retention_days)
     record_max_rows = models.PositiveIntegerField(default=1000, help_text="Result rows recorded per statement.")
     record_max_bytes = models.PositiveIntegerField(default=1 << 20, help_text="Result bytes recorded per statement.")
+    # PROTECT: deleting a policy must not silently leave a connection unguarded;
+    # detach it first, which is an explicit, logged change.
+    policy = models.ForeignKey(
+        Policy,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="connections",
+        help_text="Guardrails and masking for sessions; none means every statement is allowed and nothing masked.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

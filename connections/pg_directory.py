@@ -8,13 +8,17 @@ it ends (from the recording flusher). Token last-use times are batched.
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from connections.access import GatewayLogin, lookup_gateway_login, record_token_use
-from connections.credentials import decrypt_credentials
-from connections.models import Connection, ServiceAccount
+from connections.credentials import decrypt_credentials, load_or_create_key
+from connections.models import Connection, Policy, ServiceAccount
+from connections.policy.session_policy import CompiledPolicy, SessionPolicy
+from connections.policy_store import spec_of
 from connections.protocols.pgwire.scram import ScramError, ScramVerifier
 from connections.protocols.pgwire.targets import PgLogin, PgTarget, PgToken
 from recordings.actions import open_session
@@ -23,6 +27,7 @@ from recordings.writer import RecordingFlusher, RecordingWriter
 logger = logging.getLogger(__name__)
 
 TOKEN_USE_FLUSH_SECONDS = 5.0
+COMPILED_POLICY_CACHE_SIZE = 64
 
 
 class RecordedSession:
@@ -62,6 +67,8 @@ class DjangoPgDirectory:
 
     def __init__(self, flusher: RecordingFlusher) -> None:
         self.flusher = flusher
+        self.policies: dict[tuple[int, int], CompiledPolicy] = {}
+        self.masking_key = load_or_create_key(Path(settings.GATEHOUSE_MASKING_KEY_FILE))
         self.used_tokens: set[int] = set()
         self._token_task: asyncio.Task | None = None
 
@@ -96,8 +103,22 @@ class DjangoPgDirectory:
         self.flusher.register(writer)
         return RecordedSession(writer)
 
-    def policy_for(self, login: PgLogin):
-        return None
+    def policy_for(self, login: PgLogin) -> SessionPolicy | None:
+        """The session's policy, from the policy row the login lookup brought (no query here)."""
+        policy = login.context.policy
+        if policy is None:
+            return None
+        return self.compiled(policy).for_session()
+
+    def compiled(self, policy: Policy) -> CompiledPolicy:
+        """A policy revision compiled once and shared, so its parse and verdict caches stay warm."""
+        key = (policy.pk, policy.revision)
+        compiled = self.policies.get(key)
+        if compiled is None:
+            if len(self.policies) >= COMPILED_POLICY_CACHE_SIZE:
+                self.policies.clear()
+            compiled = self.policies[key] = CompiledPolicy(spec_of(policy), key, self.masking_key)
+        return compiled
 
     async def review(self, handle: RecordedSession, verdict):
         """No reviewer can answer yet (the approvals app does not exist): fail closed."""

@@ -215,6 +215,9 @@ GATEHOUSE_CREDENTIALS_KEY_FILE = data_path(
 GATEHOUSE_SIGNING_KEY_FILE = data_path(
     "GATEHOUSE_SIGNING_KEY_FILE", GATEHOUSE_DATA_DIR / "keys" / "recording-signing.key"
 )
+# Keys the "hash" masking style (HMAC-SHA256), so masked values still join. Made on first use;
+# every node of a deployment must share it.
+GATEHOUSE_MASKING_KEY_FILE = data_path("GATEHOUSE_MASKING_KEY_FILE", GATEHOUSE_DATA_DIR / "keys" / "masking.key")
 # The listeners' certificate; a self-signed one is made on first run if unset.
 GATEHOUSE_TLS_CERT_FILE = data_path("GATEHOUSE_TLS_CERT_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.crt")
 GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR / "tls" / "gateway.key")

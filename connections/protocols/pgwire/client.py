@@ -292,11 +292,11 @@ class PgClientSession(asyncio.Protocol):
         self._start_relay()
 
     async def _load_policy(self):
-        """The session's policy, with the table names its masking rules need from the upstream catalog."""
+        """The session's policy, with the catalog names its masking rules need from the upstream."""
         policy = self.gateway.directory.policy_for(self.login)
-        if policy is not None and policy.table_query:
+        if policy is not None and policy.needs_catalog:
             try:
-                policy.set_tables(await self.upstream.query_rows(policy.table_query))
+                policy.use_catalog(await self.gateway.catalog(self.upstream))
             except UpstreamError as exc:
                 logger.warning("session for %r from %s: %s %s", self.params["user"], self.peer, exc, exc.detail)
                 self.fatal(exc.sqlstate, "Gatehouse could not load the session's masking rules")

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from connections.policy.session_policy import CATALOG_QUERY
+
 from . import messages as m
 from .client import PgClientSession
 from .pool import UpstreamPool
@@ -16,6 +18,9 @@ from .targets import PgLogin, PgTarget, PgToken
 from .upstream import PgUpstream
 
 logger = logging.getLogger(__name__)
+
+# How long sessions share one read of an upstream's catalog; a table made since is masked by column name alone.
+CATALOG_SECONDS = 30.0
 
 
 class SessionHandle(Protocol):
@@ -73,6 +78,7 @@ class PgGateway:
         self.pool = UpstreamPool(config.pool_size, config.pool_idle_seconds, config.connect_timeout)
         self.sessions: dict[int, tuple[int, PgClientSession]] = {}
         self.server: asyncio.Server | None = None
+        self.catalogs: dict[tuple, tuple[float, list]] = {}  # pool key -> (expiry, CATALOG_QUERY rows)
 
     async def serve(self, host: str, port: int, shared: bool = False) -> asyncio.Server:
         """Listen; `shared` lets the node's other worker processes bind the same port."""
@@ -109,6 +115,17 @@ class PgGateway:
         if not session.cancel_review() and session.upstream is not None:
             self.cancel_backend(session.upstream)
         return True
+
+    async def catalog(self, upstream: PgUpstream) -> list:
+        """The upstream database's table and column names for masking, shared by sessions for a while."""
+        key = upstream.target.pool_key()
+        now = asyncio.get_running_loop().time()
+        cached = self.catalogs.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        rows = await upstream.query_rows(CATALOG_QUERY)
+        self.catalogs[key] = (now + CATALOG_SECONDS, rows)
+        return rows
 
     @staticmethod
     def cancel_backend(upstream: PgUpstream) -> None:

@@ -160,9 +160,10 @@ class Execution:
 class StatementTracker:
     """Follows one session's conversation, enforces its policy and emits recording events.
 
-    `policy` is None (nothing judged, nothing masked) or an object with
-    `check(sql) -> Verdict`, `check_function_call(oid) -> Verdict` and
-    `masker` (None, or a connections.policy.masking.Masker).
+    `policy` is None (nothing judged, nothing masked) or a
+    connections.policy.session_policy.SessionPolicy: `check(sql)`,
+    `check_parse(name, sql)` and `check_function_call(oid)` give Verdicts,
+    `forget(name)` drops a closed prepared statement, `masker` masks.
     """
 
     def __init__(self, sink: EventSink, max_rows: int, max_bytes: int, policy=None) -> None:
@@ -202,6 +203,7 @@ class StatementTracker:
             b"n": self._on_no_data,
             b"d": self._on_server_copy_data,
             b"G": self._on_copy_in,
+            b"H": self._on_copy_out,
             b"C": self._on_command_complete,
             b"I": self._on_empty_query,
             b"s": self._on_portal_suspended,
@@ -255,9 +257,12 @@ class StatementTracker:
         return query(DENIED_SQL)
 
     def _judge(self, kind: bytes, payload: bytes):
-        if kind == b"F":
-            return self.policy.check_function_call(parse_function_call(payload).function_oid)
-        return self.policy.check(self._text_of(kind, payload))
+        if kind == b"Q":
+            return self.policy.check(self._text_of(kind, payload))
+        if kind == b"P":
+            name, pos = read_cstring(payload, 0)
+            return self.policy.check_parse(name, read_cstring(payload, pos)[0])
+        return self.policy.check_function_call(parse_function_call(payload).function_oid)
 
     @staticmethod
     def _text_of(kind: bytes, payload: bytes) -> str:
@@ -331,7 +336,7 @@ class StatementTracker:
             self.statement_columns.pop(name, None)
         else:
             self.portals.pop(name, None)
-        self.owed.append((Pending.CLOSE, name))
+        self.owed.append((Pending.CLOSE, (payload[:1], name)))
 
     def _on_sync(self, payload: bytes) -> None:
         self.owed.append((Pending.SYNC, None))
@@ -400,7 +405,9 @@ class StatementTracker:
         self._pop(Pending.BIND)
 
     def _on_close_complete(self, payload: bytes) -> None:
-        self._pop(Pending.CLOSE)
+        closed = self._pop(Pending.CLOSE)
+        if closed is not None and closed[0] == b"S" and self.policy is not None:
+            self.policy.forget(closed[1])  # only now is the statement surely gone
 
     def _on_row_description(self, payload: bytes) -> bytes | None:
         described = self._describe(payload)
@@ -519,6 +526,10 @@ class StatementTracker:
             return
         execution.rows.append([payload.decode("utf-8", "replace")])
         execution.row_bytes += len(payload)
+
+    def _on_copy_out(self, payload: bytes) -> None:
+        if self.masker is not None and payload[:1] != b"\0":
+            raise MaskingFailed("a binary COPY TO STDOUT cannot be masked")
 
     def _on_copy_in(self, payload: bytes) -> None:
         self.copy_in = self._current()

@@ -1,0 +1,308 @@
+"""Guardrails: the evasion corpus, rule matching, fallbacks, verdict caching and prepared statements."""
+
+import re
+
+import pytest
+
+from connections.policy.guardrails import SessionGuardrails, SqlGuardrails, Verdict
+from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
+from tests.policy.evasion_corpus import (
+    HARDENED_CASES,
+    HARMLESS,
+    KNOWN_LIMITS,
+    PROD_GUARD_CASES,
+    hardened_spec,
+    prod_guard_spec,
+)
+
+PROD_GUARD = SqlGuardrails(prod_guard_spec())
+HARDENED = SqlGuardrails(hardened_spec())
+
+
+def guard(*rules: GuardrailRule, **fallbacks: str) -> SqlGuardrails:
+    return SqlGuardrails(PolicySpec(name="test", guardrails=rules, **fallbacks))
+
+
+def rule(name: str, action: str, **match: object) -> GuardrailRule:
+    return GuardrailRule(name, action, GuardrailMatch(**match))  # type: ignore[arg-type]
+
+
+# --- the corpus -------------------------------------------------------------------------------------
+
+
+def test_the_corpus_is_as_large_as_promised() -> None:
+    assert len(PROD_GUARD_CASES) + len(HARDENED_CASES) >= 40
+    assert len(HARMLESS) >= 20
+    for sql, action, reason in PROD_GUARD_CASES + HARDENED_CASES + HARMLESS + KNOWN_LIMITS:
+        assert action in ("allow", "deny", "review") and reason, sql
+
+
+@pytest.mark.parametrize(("sql", "action", "reason"), PROD_GUARD_CASES)
+def test_prod_guard_catches_the_evasion(sql: str, action: str, reason: str) -> None:
+    verdict = PROD_GUARD.check(sql)
+    assert verdict.action == action, reason
+    assert f'rule "{verdict.rule}"' in verdict.message
+    assert verdict.rule not in ("default", "unparseable")
+
+
+@pytest.mark.parametrize(("sql", "action", "reason"), HARDENED_CASES)
+def test_the_hardened_policy_catches_the_evasion(sql: str, action: str, reason: str) -> None:
+    verdict = HARDENED.check(sql)
+    assert verdict.action == action, reason
+    assert verdict.rule not in ("default", "unparseable")
+
+
+@pytest.mark.parametrize(("sql", "action", "reason"), HARMLESS)
+def test_harmless_statements_pass_both_policies(sql: str, action: str, reason: str) -> None:
+    for guardrails in (PROD_GUARD, HARDENED):
+        verdict = guardrails.check(sql)
+        assert verdict.action == "allow", (reason, verdict)
+        assert verdict.rule in ("default", "empty")
+
+
+@pytest.mark.parametrize(("sql", "action", "reason"), KNOWN_LIMITS)
+def test_known_limits_behave_as_documented(sql: str, action: str, reason: str) -> None:
+    assert PROD_GUARD.check(sql).action == action, reason
+
+
+# --- verdicts -----------------------------------------------------------------------------------------
+
+
+def test_the_message_names_the_rule_and_adds_its_message() -> None:
+    verdict = HARDENED.check("SELECT pg_ls_dir('/')")
+    assert verdict == Verdict(
+        action="deny",
+        rule="no-file-access",
+        message='Gatehouse denied this statement: rule "no-file-access": '
+        "server files, programs and other connections are off limits",
+        statement="SELECT pg_ls_dir('/')",
+    )
+    assert PROD_GUARD.check("DROP TABLE t").message == 'Gatehouse denied this statement: rule "no-drop"'
+    assert "review" in PROD_GUARD.check("CREATE TABLE t (a int)").message
+
+
+def test_it_returns_the_strictest_verdict_with_the_first_statement_that_earned_it() -> None:
+    verdict = PROD_GUARD.check("SELECT 1; CREATE TABLE a (b int); DROP TABLE c; TRUNCATE d")
+    assert (verdict.action, verdict.rule, verdict.statement) == ("deny", "no-drop", "DROP TABLE c")
+    verdict = PROD_GUARD.check("SELECT 1; ALTER TABLE a ADD b int; CREATE TABLE c (d int)")
+    assert (verdict.action, verdict.statement) == ("review", "ALTER TABLE a ADD b int")
+    verdict = PROD_GUARD.check("SELECT 1; SELECT 2")
+    assert (verdict.action, verdict.rule, verdict.statement) == ("allow", "default", "SELECT 1")
+
+
+def test_the_first_matching_rule_decides() -> None:
+    guardrails = guard(
+        rule("allow-temp", "allow", kind=("DROP TABLE",), tables=("tmp_*",)),
+        rule("no-drop", "deny", kind=("DROP",)),
+    )
+    assert guardrails.check("DROP TABLE tmp_1").rule == "allow-temp"
+    assert guardrails.check("DROP TABLE accounts").rule == "no-drop"
+    assert guardrails.check("DROP TABLE tmp_1, accounts").rule == "no-drop"  # allow must cover every table
+
+
+def test_a_bare_kind_matches_every_object_type_and_a_qualified_one_only_its_own() -> None:
+    guardrails = guard(rule("no-drop-table", "deny", kind=("drop  table",)), rule("drops", "review", kind=("DROP",)))
+    assert guardrails.check("DROP TABLE t").rule == "no-drop-table"
+    assert guardrails.check("DROP VIEW v").rule == "drops"
+    assert guardrails.check("DROP INDEX i").rule == "drops"
+
+
+def test_table_patterns_match_bare_or_qualified_names_case_insensitively() -> None:
+    guardrails = guard(
+        rule("billing", "deny", tables=("Billing.*",)),
+        rule("users", "review", tables=("users",)),
+    )
+    assert guardrails.check("SELECT * FROM billing.invoices").rule == "billing"
+    assert guardrails.check('SELECT * FROM "BILLING".x').rule == "billing"
+    assert guardrails.check("SELECT * FROM invoices").rule == "default"  # the schema is not written
+    assert guardrails.check("SELECT * FROM public.users").rule == "users"
+    assert guardrails.check("SELECT * FROM USERS").rule == "users"
+    assert guardrails.check("SELECT * FROM users_archive").rule == "default"
+
+
+def test_schema_filters_and_function_patterns() -> None:
+    guardrails = guard(
+        rule("billing-writes", "review", kind=("INSERT", "UPDATE", "DELETE"), schemas=("billing",)),
+        rule("catalog-calls", "deny", functions=("pg_catalog.pg_*",)),
+        rule("my-functions", "deny", functions=("audit_*",)),
+    )
+    assert guardrails.check("DELETE FROM billing.invoices WHERE id = 1").rule == "billing-writes"
+    assert guardrails.check("SELECT * FROM billing.invoices").rule == "default"
+    assert guardrails.check("SELECT pg_catalog.pg_sleep(0)").rule == "catalog-calls"
+    assert guardrails.check("SELECT pg_sleep(0)").rule == "default"  # a dotted pattern needs the schema written
+    assert guardrails.check("SELECT app.audit_trail()").rule == "my-functions"
+
+
+def test_conditions_are_alternatives_and_filters_all_apply() -> None:
+    guardrails = guard(rule("files", "deny", kind=("COPY",), copy_program=True, copy_file=True))
+    assert guardrails.check("COPY t TO PROGRAM 'id'").action == "deny"
+    assert guardrails.check("COPY t TO '/tmp/x'").action == "deny"
+    assert guardrails.check("COPY t TO STDOUT").action == "allow"
+    assert guard(rule("any", "deny")).check("SELECT 1").rule == "any"  # no filter, no condition: every statement
+
+
+def test_an_allow_rule_must_cover_every_kind_table_and_schema() -> None:
+    guardrails = guard(
+        rule("reads", "allow", kind=("SELECT",)),
+        rule("reports", "allow", kind=("SELECT", "INSERT"), schemas=("reports",)),
+        default="deny",
+    )
+    assert guardrails.check("SELECT * FROM t").rule == "reads"
+    assert guardrails.check("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d").action == "deny"
+    assert guardrails.check("SELECT * INTO t2 FROM t").action == "deny"
+    assert guardrails.check("INSERT INTO reports.daily SELECT * FROM reports.raw").rule == "reports"
+    assert guardrails.check("INSERT INTO reports.daily SELECT * FROM billing.raw").action == "deny"
+    assert guardrails.check("INSERT INTO reports.daily SELECT * FROM raw").action == "deny"  # schema unknown
+    assert (
+        guard(rule("ddl", "allow", kind=("CREATE TABLE",)), default="deny")
+        .check("CREATE SCHEMA s CREATE TABLE t (a int)")
+        .action
+        == "deny"
+    )
+
+
+def test_opaque_code_gets_the_opaque_action_unless_a_rule_names_it() -> None:
+    assert guard().check("DO $$ BEGIN END $$").rule == "opaque"
+    assert guard(opaque="deny").check("DO $$ BEGIN END $$").action == "deny"
+    assert guard(rule("everything", "allow")).check("DO $$ BEGIN END $$").action == "review"
+    allow_do = guard(rule("migrations", "allow", kind=("DO", "CREATE FUNCTION")))
+    assert allow_do.check("DO $$ BEGIN END $$").rule == "migrations"
+    assert allow_do.check("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'").rule == "migrations"
+    assert guard(rule("stop", "deny", kind=("DO",))).check("DO 'BEGIN END'").rule == "stop"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELEC 1", "SELECT 1\x00; DROP TABLE t", "SELECT 'caf\udce9'", "SELECT (((1", "x" * 1_100_000],
+)
+def test_unparseable_input_gets_the_unparseable_action(sql: str) -> None:
+    verdict = PROD_GUARD.check(sql)
+    assert (verdict.action, verdict.rule) == ("deny", "unparseable")
+    assert verdict.message.startswith('Gatehouse denied this statement: rule "unparseable": ')
+    assert guard(unparseable="review").check(sql).action == "review"
+
+
+def test_empty_query_strings_are_allowed_whatever_the_default() -> None:
+    for sql in ("", " ; ", "-- nothing"):
+        verdict = guard(default="deny").check(sql)
+        assert (verdict.action, verdict.rule, verdict.statement) == ("allow", "empty", "")
+
+
+def test_a_huge_statement_is_judged() -> None:
+    insert = "INSERT INTO t VALUES " + ", ".join(f"({n})" for n in range(150_000))  # noqa: S608 (test data)
+    assert len(insert) > 1_000_000
+    assert PROD_GUARD.check(insert).action == "allow"
+    assert PROD_GUARD.check(insert + "; DROP TABLE t").action == "deny"
+
+
+def test_regex_rules_read_each_statement_s_own_text_even_when_its_shape_is_cached() -> None:
+    guardrails = guard(rule("no-sleep", "deny", kind=("SELECT",), regex=r"sleep\(\s*[1-9]"))
+    assert guardrails.check("SELECT pg_sleep(0)").action == "allow"
+    assert guardrails.check("SELECT pg_sleep(5)").action == "deny"
+    assert guardrails.check("SELECT pg_sleep(0)").action == "allow"
+    assert guardrails.check("SELECT pg_sleep(12)").statement == "SELECT pg_sleep(12)"
+    with_condition = guard(rule("mixed", "deny", functions=("lo_*",), regex="(?i)secret"))
+    assert with_condition.check("SELECT lo_get(1)").action == "deny"
+    assert with_condition.check("SELECT 'top secret'").action == "deny"
+    assert with_condition.check("SELECT 'public'").action == "allow"
+
+
+def test_a_bad_regex_or_action_is_refused_when_the_policy_is_compiled() -> None:
+    with pytest.raises(re.error):
+        guard(rule("broken", "deny", regex="(unclosed"))
+    with pytest.raises(ValueError, match="unknown action 'block'"):
+        guard(rule("typo", "block"))
+    with pytest.raises(ValueError, match="'default'"):
+        guard(default="permit")
+
+
+def test_cached_verdicts_carry_their_own_statement_text() -> None:
+    guardrails = guard(rule("no-drop", "deny", kind=("DROP",)))
+    first = guardrails.check("SELECT * FROM t WHERE id = 1")
+    second = guardrails.check("SELECT * FROM t WHERE id = 2")
+    assert (first.statement, second.statement) == ("SELECT * FROM t WHERE id = 1", "SELECT * FROM t WHERE id = 2")
+    assert guardrails.check("SELECT * FROM t WHERE id = 1") is first
+
+
+# --- prepared statements --------------------------------------------------------------------------------
+
+
+def review_deletes() -> SqlGuardrails:
+    return guard(
+        rule("no-unbounded-write", "deny", kind=("DELETE", "UPDATE"), without_where=True),
+        rule("deletes-by-review", "review", kind=("DELETE",)),
+        rule("no-secrets", "deny", tables=("secrets",)),
+    )
+
+
+def test_a_prepare_is_judged_as_its_body_too() -> None:
+    guardrails = review_deletes()
+    assert guardrails.check("PREPARE p AS DELETE FROM t").action == "deny"
+    assert guardrails.check("PREPARE p AS SELECT * FROM secrets").rule == "no-secrets"
+    assert guardrails.check("PREPARE p(int) AS DELETE FROM t WHERE id = $1").action == "review"
+    assert guardrails.check("PREPARE p AS SELECT 1").action == "allow"
+    # so PREPARE and EXECUTE in one query string cannot skip the review
+    assert guardrails.check("PREPARE q AS DELETE FROM t WHERE id = 1; EXECUTE q").action == "review"
+
+
+def test_execute_is_judged_by_what_it_runs() -> None:
+    session = SessionGuardrails(review_deletes())
+    assert session.check("EXECUTE p(1)").action == "allow"  # unknown: a bare EXECUTE
+    assert session.check("PREPARE p(int) AS DELETE FROM t WHERE id = $1").action == "review"
+    verdict = session.check("EXECUTE p(1)")
+    assert (verdict.action, verdict.rule, verdict.statement) == ("review", "deletes-by-review", "EXECUTE p(1)")
+    assert session.check("EXPLAIN ANALYZE EXECUTE p(1)").action == "review"
+    assert session.check("EXPLAIN EXECUTE p(1)").action == "allow"
+    assert session.check("CREATE TABLE x AS EXECUTE p(1)").action == "review"
+    assert review_deletes().check("EXECUTE p(1)").action == "allow"  # no session, no memory
+
+
+def test_a_name_that_may_hold_several_bodies_is_judged_by_the_strictest() -> None:
+    session = SessionGuardrails(review_deletes())
+    session.check("PREPARE p AS SELECT 1")
+    session.check("DEALLOCATE p")  # may not run on the server: nothing is forgotten yet
+    session.check("PREPARE p(int) AS DELETE FROM t WHERE id = $1")
+    assert session.check("EXECUTE p(1)").action == "review"
+    session.forget("p")  # the server confirmed DEALLOCATE p
+    assert session.check("EXECUTE p(1)").action == "allow"
+
+
+def test_protocol_parse_names_share_the_prepared_statement_namespace() -> None:
+    session = SessionGuardrails(review_deletes())
+    assert session.check_parse("s1", "DELETE FROM t WHERE id = $1").action == "review"
+    assert session.check("EXECUTE s1(1)").action == "review"
+    assert session.check_parse("s2", "EXECUTE s1(1)").action == "review"
+    assert session.check("EXECUTE s2").action == "review"  # EXECUTE of an EXECUTE is followed
+    session.forget_all()
+    assert session.check("EXECUTE s2").action == "allow"
+    assert session.check_parse("", "SELECT 1").action == "allow"  # the unnamed statement is not EXECUTE-able
+
+
+def test_a_denied_prepare_or_parse_is_not_remembered() -> None:
+    session = SessionGuardrails(review_deletes())
+    assert session.check("PREPARE p AS DELETE FROM t").action == "deny"
+    assert session.check_parse("s1", "SELECT * FROM secrets").action == "deny"
+    assert session.check("PREPARE q AS DELETE FROM t WHERE id = 1; DELETE FROM t").action == "deny"
+    session.check("PREPARE p AS SELECT 1")
+    session.check_parse("s1", "SELECT 1")
+    assert session.check("EXECUTE p").action == "allow"
+    assert session.check("EXECUTE s1").action == "allow"
+    assert session.check("EXECUTE q").action == "allow"  # a bare EXECUTE: q was never prepared
+
+
+def test_a_policy_change_applies_to_remembered_bodies() -> None:
+    session = SessionGuardrails(guard())
+    session.check("PREPARE p AS SELECT * FROM secrets")
+    assert session.check("EXECUTE p").action == "allow"
+    session.guardrails = review_deletes()
+    assert session.check("EXECUTE p").rule == "no-secrets"
+
+
+def test_a_name_re_prepared_too_often_fails_closed() -> None:
+    session = SessionGuardrails(guard())
+    for n in range(300):
+        session.check(f"PREPARE p AS SELECT {n}")
+    verdict = session.check("EXECUTE p")
+    assert (verdict.action, verdict.rule) == ("deny", "prepared")
+    session.forget("p")
+    assert session.check("EXECUTE p").action == "allow"
