@@ -74,10 +74,10 @@ policies:
       - {name: no-roles, match: {kind: [CREATE ROLE, ALTER ROLE, DROP ROLE]}, action: deny}
       - {name: billing-by-review, match: {kind: [INSERT, UPDATE, DELETE, MERGE], schemas: [billing]}, action: review}
       - name: no-identity-change
-        match: {kind: [SET, RESET], regex: "(?i)session_authorization|\\brole\\b"}
+        match: {kind: [SET, RESET], regex: '(?i)session_authorization|\\brole\\b'}
         action: deny
       - {name: no-dblink, match: {functions: ["dblink*"]}, action: deny}
-      - {name: no-vacuum-full, match: {kind: [VACUUM], regex: "(?i)\\bfull\\b"}, action: review}
+      - {name: no-vacuum-full, match: {kind: [VACUUM], regex: '(?i)\\bfull\\b'}, action: review}
     masking:
       - {name: secrets, columns: ["*password*", "api_key", "*.token"], style: full}
       - {name: pii, detectors: [email, credit_card, ssn, jwt, aws_key, private_key], style: partial}

@@ -110,6 +110,17 @@ class DjangoPgDirectory:
             return None
         return self.compiled(policy).for_session()
 
+    def policy_update(self, current: SessionPolicy | None, policy: Policy | None) -> SessionPolicy | None:
+        """A live session's policy after its connection's policy row changed (or went away)."""
+        if policy is None:
+            return None
+        compiled = self.compiled(policy)
+        if current is None:
+            return compiled.for_session()  # no catalog: qualified column rules match by column name alone
+        if current.compiled.key == compiled.key:
+            return current
+        return current.changed_to(compiled)
+
     def compiled(self, policy: Policy) -> CompiledPolicy:
         """A policy revision compiled once and shared, so its parse and verdict caches stay warm."""
         key = (policy.pk, policy.revision)

@@ -70,6 +70,16 @@ def policy_specs_for(connection_names: Iterable[str]) -> dict[str, PolicySpec | 
     return {row.name: None if row.policy is None else spec_of(row.policy) for row in rows}
 
 
+def policies_by_connection(connection_names: Iterable[str]) -> dict[str, Policy | None]:
+    """{connection name: its policy row (id, name, rules, revision), or None}, in one query."""
+    rows = (
+        Connection.objects.filter(name__in=set(connection_names))
+        .select_related("policy")
+        .only("name", "policy__name", "policy__rules", "policy__revision")
+    )
+    return {row.name: row.policy for row in rows}
+
+
 def policy_spec_for(connection: Connection | str) -> PolicySpec | None:
     """The spec of a connection (an instance or a name), read fresh; None means no policy: all allowed, none masked.
 

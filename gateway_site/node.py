@@ -8,6 +8,7 @@ from django.conf import settings
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
 from gateway_site.cancel_relay import CancelRelay
+from gateway_site.policy_watch import PolicyWatcher
 from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
 from recordings.actions import seal_finished_writer
 from recordings.writer import RecordingFlusher
@@ -41,6 +42,7 @@ class GatewayNode:
         self.flusher: RecordingFlusher | None = None
         self.pg: PgGateway | None = None
         self.cancel_relay: CancelRelay | None = None
+        self.policy_watcher: PolicyWatcher | None = None
 
     async def start(self) -> None:
         self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
@@ -52,11 +54,14 @@ class GatewayNode:
             self.cancel_relay = CancelRelay(self.pg)
             self.pg.forward_cancel = self.cancel_relay.forward
             await self.cancel_relay.start()
+            self.policy_watcher = PolicyWatcher(self.pg, self.directory, settings.GATEHOUSE_POLICY_POLL_SECONDS)
+            await self.policy_watcher.start()
             await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
 
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
         if self.pg is not None:
+            await self.policy_watcher.stop()
             await self.pg.shutdown("the gateway is shutting down")
             await self.cancel_relay.stop()
         if self.flusher is not None:

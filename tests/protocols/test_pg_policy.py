@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors, sql
 
 from connections.policy.policy_file import PolicyEntry, policy_file_yaml
-from connections.policy.rules import DETECTORS, MaskingRule
+from connections.policy.rules import DETECTORS, GuardrailMatch, GuardrailRule, MaskingRule, PolicySpec
 from connections.policy.sql_facts import UnparseableSQL, classify
 from tests.policy.canaries import CANARIES, CANARY_VARIANTS
 from tests.policy.evasion_corpus import (
@@ -31,6 +31,7 @@ from tests.policy.evasion_corpus import (
 from tests.protocols.nodes import (
     bot_client,
     gateway_psql_env,
+    poll,
     psql_command,
     read_recording,
     unique_name,
@@ -345,3 +346,33 @@ def test_it_masks_values_in_errors(gateway, guarded, app_name) -> None:
 def test_it_leaves_unguarded_connections_alone(connect) -> None:
     conn = connect()
     assert conn.execute("SELECT 'canary.alice@example.com'").fetchone() == ("canary.alice@example.com",)
+
+
+def test_it_applies_a_changed_policy_to_live_sessions(gateway, guarded, pg_cluster, app_name, tmp_path) -> None:
+    name = unique_name("live")
+    gateway.manage(
+        *("connections", "add", name, "--kind", "postgres", "--host", pg_cluster.host),
+        *("--port", str(pg_cluster.port), "--database", guarded.database, "--user", SUPERUSER),
+        *("--password-env", UPSTREAM_PASSWORD_VAR, "--tls", "disable"),
+        env={UPSTREAM_PASSWORD_VAR: pg_cluster.superuser_password},
+        check=True,
+    )
+    gateway.manage("agents", "grant", gateway.agent_name, name, check=True)
+    email = CANARIES["email"]
+    policy = PolicySpec(
+        name=unique_name("live-policy"),
+        guardrails=(GuardrailRule("no-listen", "deny", GuardrailMatch(kind=("LISTEN",))),),
+        masking=(MaskingRule("pii", "full", detectors=("email",)),),
+    )
+    policy_file = tmp_path / "live.yaml"
+    with psycopg.connect(gateway.dsn(dbname=name), application_name=app_name, autocommit=True) as conn:
+        assert conn.execute("SELECT %s::text", (email,)).fetchone() == (email,)
+        policy_file.write_text(policy_file_yaml([PolicyEntry(policy, "", (name,))]))
+        gateway.manage("policies", "apply", str(policy_file), check=True)
+        masked = poll(lambda: conn.execute("SELECT %s::text", (email,)).fetchone() == ("********",), timeout=15)
+        assert masked, "the live session did not take up the new policy"
+        with pytest.raises(errors.InsufficientPrivilege, match='rule "no-listen"'):
+            conn.execute("LISTEN anything")
+        policy_file.write_text(policy_file_yaml([PolicyEntry(policy, "", ())]))  # detach: no policy
+        gateway.manage("policies", "apply", str(policy_file), check=True)
+        assert poll(lambda: conn.execute("SELECT %s::text", (email,)).fetchone() == (email,), timeout=15)

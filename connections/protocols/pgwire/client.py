@@ -302,6 +302,10 @@ class PgClientSession(asyncio.Protocol):
                 self.fatal(exc.sqlstate, "Gatehouse could not load the session's masking rules")
         return policy
 
+    @property
+    def policy(self):
+        return self.tracker.policy if self.tracker is not None else None
+
     def set_policy(self, policy) -> None:
         """Apply a changed policy to this live session from its next message on."""
         if self.tracker is not None:
