@@ -508,3 +508,25 @@ def test_it_replaces_a_malformed_error_with_a_safe_one(payload: bytes) -> None:
     assert masked.endswith(b"\0\0")
     assert "withheld" in fields["M"]
     assert "terminator" not in masked.decode() and "trailing" not in masked.decode()
+
+
+# --- statement texts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM users WHERE email = 'canary.alice@example.com'",
+        "SELECT * FROM cards WHERE number = 4111111111111111",
+        "SELECT $$canary.alice@example.com$$",
+    ],
+)
+def test_it_masks_secrets_in_statement_literals(statement: str) -> None:
+    masked = masker().mask_statement(statement)
+    assert "canary.alice@example.com" not in masked and "4111111111111111" not in masked
+    assert masked.startswith("SELECT ")
+
+
+def test_it_skips_statements_without_a_literal_that_could_hold_a_secret() -> None:
+    statement = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345 AND AKIA = ABCDEFGHIJKLMNOP"
+    assert masker().mask_statement(statement) is statement

@@ -278,7 +278,7 @@ class StatementTracker:
         if n is not None:
             event["n"] = n
         if text is not None:
-            event["text"] = self.masker.mask_text(text) if self.masker is not None else text
+            event["text"] = self.masker.mask_statement(text) if self.masker is not None else text
         self.sink("policy", event)
 
     def _track(self, kind: bytes, payload: bytes) -> bytes | None:
@@ -355,7 +355,7 @@ class StatementTracker:
         self.statement_count += 1
         execution = Execution(self.statement_count, described, formats)
         if self.masker is not None:
-            text = self.masker.mask_text(text)
+            text = self.masker.mask_statement(text)
         event = {"n": execution.seq, "text": text}
         if params:
             event["params"] = params
