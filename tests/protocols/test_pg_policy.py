@@ -7,6 +7,7 @@ extended protocol; canaries of every detector type (tests/policy/canaries.py)
 sit in a table that psql, psycopg (text and binary) and COPY read.
 """
 
+import base64
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -326,6 +327,18 @@ def test_it_ends_a_session_rather_than_send_binary_copy_it_cannot_mask(gateway, 
     ):
         b"".join(bytes(chunk) for chunk in copy)
     assert conn.closed
+
+
+def test_it_masks_bind_parameters_in_the_recording(gateway, guarded, app_name) -> None:
+    card, jwt = CANARIES["credit_card"], CANARIES["jwt"]
+    with psycopg.connect(gateway.dsn(dbname=guarded.prod), application_name=app_name, autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM customers WHERE note = %s OR note = %b", (card, jwt))  # text, binary
+    recording = read_recording(gateway, wait_for_session(gateway, app_name, sealed=True))
+    (statement,) = [s for s in recording.data("sql") if "count(*)" in s["text"]]
+    text_param, binary_param = statement["params"]
+    assert _leaks(text_param) == [] and text_param.startswith("*")
+    assert _leaks(base64.b64decode(binary_param["b64"])) == []  # base64 would hide a leak from a plain search
+    assert _leaks(recording.path.read_bytes()) == []
 
 
 def test_it_masks_values_in_errors(gateway, guarded, app_name) -> None:

@@ -303,9 +303,10 @@ class StatementTracker:
 
     def _on_bind(self, payload: bytes) -> None:
         bind = parse_bind(payload)
-        params = [_value(p, format_for(bind.param_formats, i)) for i, p in enumerate(bind.params)]
-        if self.masker is not None:
-            params = [self.masker.mask_text(p) if isinstance(p, str) else p for p in params]
+        values = bind.params
+        if self.masker is not None:  # the recording keeps parameters masked, text or binary
+            values = [None if p is None else self.masker.mask_bytes(p) for p in values]
+        params = [_value(p, format_for(bind.param_formats, i)) for i, p in enumerate(values)]
         self.portals[bind.portal] = (bind.statement, params, bind.result_formats)
         self.portal_columns.pop(bind.portal, None)
         self.owed.append((Pending.BIND, bind.portal))
