@@ -8,10 +8,13 @@ table and column names come from that session's database catalog.
 """
 
 import logging
+import re
+from typing import NamedTuple
 
 from .guardrails import SessionGuardrails, SqlGuardrails, Verdict
 from .masking import Masker
 from .rules import PolicySpec
+from .sql_facts import StatementFacts, UnparseableSQL, classify
 
 # Names of the tables and columns the masker's qualified and aliased column rules need.
 CATALOG_QUERY = """\
@@ -23,6 +26,7 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'"""
 
 FUNCTION_CALL_TEXT = "-- fast-path function call"
+_COPY_OPTIONS = re.compile(r"(?i)\b(quote|escape|null|force_quote|force_not_null|force_null|encoding)\b")
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,15 @@ logger = logging.getLogger(__name__)
 def _engine_failed(sql: str) -> Verdict:
     message = 'Gatehouse denied this statement: rule "engine-error": the policy engine could not judge it'
     return Verdict("deny", "engine-error", message, sql)
+
+
+class CopyShape(NamedTuple):
+    """What masking needs to know about the rows of a COPY TO STDOUT."""
+
+    columns: tuple[str | tuple[str, str, str], ...] | None  # names, or (schema, table, column); None: unknown
+    csv: bool
+    delimiter: bytes | None
+    header: bool
 
 
 class CompiledPolicy:
@@ -65,6 +78,7 @@ class SessionPolicy:
         self.compiled = compiled
         self.guardrails = guardrails or SessionGuardrails(compiled.guardrails)
         self.catalog_rows: list | None = None
+        self.relation_columns: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self.masker: Masker | None = Masker(compiled.spec.masking, compiled.hash_key) if compiled.spec.masking else None
 
     @property
@@ -75,10 +89,11 @@ class SessionPolicy:
     def use_catalog(self, rows: list) -> None:
         """Give the masker the rows of CATALOG_QUERY (oid, schema, table, attnum, column)."""
         self.catalog_rows = rows
-        tables, attributes = {}, {}
+        tables, attributes, self.relation_columns = {}, {}, {}
         for oid, schema, table, attnum, column in rows:
             tables[int(oid)] = (schema, table)
             attributes[(int(oid), int(attnum))] = column
+            self.relation_columns.setdefault((schema, table), []).append((int(attnum), column))
         self.masker = Masker(self.compiled.spec.masking, self.compiled.hash_key, tables, attributes)
 
     def check(self, sql: str) -> Verdict:
@@ -97,6 +112,34 @@ class SessionPolicy:
 
     def check_function_call(self, function_oid: int) -> Verdict:
         return self.compiled.function_call
+
+    def copy_shape(self, sql: str, index: int) -> CopyShape | None:
+        """The shape of the rows the `index`-th statement of `sql` copies out, or None if it is not such a COPY."""
+        try:
+            statements = classify(sql)
+        except UnparseableSQL:
+            return None
+        if index >= len(statements) or not statements[index].copy_to_stdout:
+            return None
+        facts = statements[index]
+        delimiter = facts.copy_delimiter.encode() if facts.copy_delimiter else None
+        # The masker splits rows with the default quote, escape and NULL marker: under other options
+        # (or what only looks like them) it gets no column names, so it masks every field.
+        columns = None if _COPY_OPTIONS.search(facts.text) else self._copy_columns(facts)
+        return CopyShape(columns, facts.copy_format == "csv", delimiter, facts.copy_header)
+
+    def _copy_columns(self, facts: StatementFacts) -> tuple | None:
+        if facts.copy_columns is not None:
+            return facts.copy_columns
+        if facts.copy_relation is None:
+            return None
+        schema, table = facts.copy_relation
+        # Unqualified, the table is whichever the search path finds: only a name no other schema uses is sure.
+        places = [place for place in self.relation_columns if place[1] == table and (place[0] == schema or not schema)]
+        if len(places) != 1:
+            return None
+        (place,) = places
+        return tuple((*place, column) for _attnum, column in sorted(self.relation_columns[place]))
 
     def forget(self, name: str) -> None:
         """The server confirmed that prepared statement `name` is gone."""

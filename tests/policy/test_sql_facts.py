@@ -32,7 +32,8 @@ def without_text(facts: StatementFacts) -> tuple:
     prepared = facts.prepared and without_text(facts.prepared)
     return (facts.kind, facts.kinds, facts.schemas, facts.tables, facts.relations, facts.functions,
             facts.copy_program, facts.copy_file, facts.without_where, facts.opaque, facts.prepare_name,
-            prepared, facts.execute_name, facts.deallocate_name)  # fmt: skip
+            prepared, facts.execute_name, facts.deallocate_name, facts.copy_to_stdout, facts.copy_relation,
+            facts.copy_columns, facts.copy_format, facts.copy_header, facts.copy_delimiter)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -151,6 +152,89 @@ def test_it_tells_copy_program_from_copy_file_from_stdin() -> None:
     assert only("copy t from '/etc/passwd'").copy_file
     assert not only("COPY t FROM STDIN").copy_file
     assert not only("COPY t TO STDOUT").copy_program
+
+
+def copy_output(sql: str) -> tuple:
+    facts = only(sql)
+    return (facts.copy_to_stdout, facts.copy_relation, facts.copy_columns, facts.copy_format, facts.copy_header,
+            facts.copy_delimiter)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sql", "columns"),
+    [
+        ("COPY (SELECT email, name FROM users) TO STDOUT", ("email", "name")),
+        ("COPY (SELECT u.email, public.users.name FROM users u) TO STDOUT", ("email", "name")),
+        ('COPY (SELECT lower(x) AS y, id AS "Key", id AS Plain FROM t) TO STDOUT', ("y", "Key", "plain")),
+        ('COPY (SELECT "Email", EMAIL FROM t) TO STDOUT', ("Email", "email")),
+        # An unaliased function call is named after the function; a cast after its operand, or
+        # after its type when the operand has no name: what the server's FigureColname does.
+        ("COPY (SELECT lower(email), pg_catalog.upper(x), count(*) FROM t) TO STDOUT", ("lower", "upper", "count")),
+        (
+            "COPY (SELECT id::text, 1::int, '{}'::text[], lower(x)::text FROM t) TO STDOUT",
+            ("id", "int4", "text", "lower"),
+        ),
+        ('COPY (SELECT (u.r).email, arr[1], x COLLATE "C" FROM t u) TO STDOUT', ("email", "arr", "x")),
+        ("COPY (SELECT a FROM t UNION SELECT b FROM u) TO STDOUT", ("a",)),
+        ("COPY ((SELECT a AS z FROM t) INTERSECT (SELECT b FROM u) ORDER BY 1) TO STDOUT", ("z",)),
+        ("COPY (WITH w AS (SELECT 1 AS n) SELECT n FROM w) TO STDOUT", ("n",)),
+        ("COPY (DELETE FROM t WHERE id = 1 RETURNING id, email AS e) TO STDOUT", ("id", "e")),
+        ("COPY (SELECT * FROM users) TO STDOUT", None),
+        ("COPY (SELECT id, u.* FROM users u) TO STDOUT", None),
+        ("COPY (TABLE users) TO STDOUT", None),
+        ("COPY (SELECT id, email || '' FROM users) TO STDOUT", None),  # "?column?"
+        ("COPY (SELECT id, 1 FROM users) TO STDOUT", None),
+        ("COPY (SELECT trim(email) FROM users) TO STDOUT", None),  # SQL syntax: the name varies by version
+        ("COPY (SELECT coalesce(email, '') FROM users) TO STDOUT", None),  # not modelled: unknown
+        ("COPY (VALUES (1, 2)) TO STDOUT", None),
+        ("COPY (DELETE FROM t WHERE id = 1 RETURNING *) TO STDOUT", None),
+    ],
+)
+def test_it_names_the_columns_a_copy_query_streams_when_the_text_decides_them(sql: str, columns: tuple | None) -> None:
+    facts = only(sql)
+    assert facts.copy_to_stdout
+    assert facts.copy_relation is None
+    assert facts.copy_columns == columns
+
+
+@pytest.mark.parametrize(
+    ("sql", "output"),
+    [
+        ("COPY u TO STDOUT", (True, ("", "u"), None, "text", False, None)),
+        ("copy U (ID, Email) to stdout", (True, ("", "u"), ("id", "email"), "text", False, None)),
+        ("COPY app.users (email) TO STDOUT", (True, ("app", "users"), ("email",), "text", False, None)),
+        (
+            'COPY "App"."User Data" ("E-mail", x) TO STDOUT',
+            (True, ("App", "User Data"), ("E-mail", "x"), "text", False, None),
+        ),
+        ("COPY u TO STDOUT CSV", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO STDOUT WITH CSV HEADER DELIMITER AS ';'", (True, ("", "u"), None, "csv", True, ";")),
+        ("COPY u TO STDOUT BINARY", (True, ("", "u"), None, "binary", False, None)),
+        ("COPY BINARY u TO STDOUT", (True, ("", "u"), None, "binary", False, None)),
+        ("COPY u TO STDOUT USING DELIMITERS '|'", (True, ("", "u"), None, "text", False, "|")),
+        ("COPY u TO STDOUT WITH (FORMAT csv)", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO STDOUT (FORMAT 'csv', HEADER)", (True, ("", "u"), None, "csv", True, None)),
+        ('COPY u TO STDOUT (FORMAT "binary")', (True, ("", "u"), None, "binary", False, None)),
+        ("COPY u TO STDOUT (FORMAT text, HEADER true)", (True, ("", "u"), None, "text", True, None)),
+        (
+            "COPY u TO STDOUT (FORMAT csv, HEADER on, DELIMITER E'\\t')",
+            (True, ("", "u"), None, "csv", True, "\t"),
+        ),
+        ("COPY u TO STDOUT (FORMAT csv, HEADER 1, DELIMITER 1)", (True, ("", "u"), None, "csv", True, "1")),
+        ("COPY u TO STDOUT (FORMAT csv, HEADER false)", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO STDOUT (FORMAT csv, HEADER 0)", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO STDOUT (FORMAT csv, HEADER OFF)", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO STDOUT (FORMAT csv, HEADER match)", (True, ("", "u"), None, "csv", False, None)),
+        ("COPY u FROM STDIN", (False, ("", "u"), None, "text", False, None)),
+        ("COPY u FROM STDIN (FORMAT csv)", (False, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO '/tmp/u.csv' CSV", (False, ("", "u"), None, "csv", False, None)),
+        ("COPY u TO PROGRAM 'cat'", (False, ("", "u"), None, "text", False, None)),
+        ("COPY (SELECT email FROM u) TO '/tmp/x'", (False, None, ("email",), "text", False, None)),
+        ("SELECT email FROM users", (False, None, None, "", False, None)),
+    ],
+)
+def test_it_reads_what_a_copy_streams_and_in_which_format(sql: str, output: tuple) -> None:
+    assert copy_output(sql) == output
 
 
 @pytest.mark.parametrize(
@@ -324,6 +408,11 @@ def _outcome(sql: str) -> object:
         ("DEALLOCATE a", "DEALLOCATE ALL"),
         ("SELECT $1 FROM t", "SELECT $2 FROM t"),
         ("SELECT 1 FROM t /* 'a' */", "SELECT 1 FROM t /* 'b' */ ; DROP TABLE t"),
+        ("COPY t TO ''", "COPY t TO '/tmp/x'"),  # the JSON has no file name for ''
+        ("COPY t TO STDOUT (FORMAT csv, DELIMITER ';')", "COPY t TO STDOUT (FORMAT csv, DELIMITER '|')"),
+        ("COPY t TO STDOUT (FORMAT 'csv')", "COPY t TO STDOUT (FORMAT 'binary')"),
+        ("COPY t TO STDOUT (FORMAT csv, HEADER 1)", "COPY t TO STDOUT (FORMAT csv, HEADER 0)"),
+        ("COPY t TO STDOUT (FORMAT csv, DELIMITER 1)", "COPY t TO STDOUT (FORMAT csv, DELIMITER 2)"),
     ],
 )
 def test_it_never_serves_a_different_statement_from_a_cache(first: str, second: str) -> None:
@@ -332,6 +421,20 @@ def test_it_never_serves_a_different_statement_from_a_cache(first: str, second: 
     served = _outcome(second)
     sql_facts.clear_caches()
     assert served == _outcome(second)
+
+
+def test_it_keeps_copy_statements_that_differ_in_a_literal_apart_with_warm_caches() -> None:
+    sql_facts.clear_caches()
+    for prefix in ("", "/* app */ "):  # the shape key, then the normalized text
+        for _ in range(2):  # the second round runs with every cache warm
+            semicolon = only(f"{prefix}COPY users TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER ';')")
+            pipe = only(f"{prefix}COPY users TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER '|')")
+            assert (semicolon.copy_delimiter, pipe.copy_delimiter) == (";", "|")
+            assert semicolon.copy_format == pipe.copy_format == "csv"
+            assert only(f"{prefix}COPY users TO ''").copy_to_stdout
+            to_file = only(f"{prefix}COPY users TO '/tmp/users'")
+            assert to_file.copy_file and not to_file.copy_to_stdout
+    assert sql_facts._parse("COPY users TO STDOUT (DELIMITER ';')")[4]  # literal-bound: kept out of keyed caches
 
 
 _SNIPPETS = ("--", "/*", "*/", "'", "''", "E'\\'", "e'", "b'", '"', '"a 1"', '"2"', "$$", "$1", "\n", ";", "1", "42")

@@ -124,6 +124,8 @@ class Execution:
         "copy_bytes",
         "source",
         "denied",
+        "text",
+        "result_index",
     )
 
     def __init__(self, seq: int, described: "Described | None" = None, formats=None) -> None:
@@ -139,6 +141,8 @@ class Execution:
         self.copy_bytes = 0
         self.source = ("", "")  # (portal, statement) of an Execute
         self.denied = None  # the Verdict, for a Query we replaced by DENIED_SQL
+        self.text = ""
+        self.result_index = 0  # which statement of a multi-statement Query the result set is from
 
     def describe(self, described: "Described") -> None:
         self.columns = described.columns
@@ -147,6 +151,7 @@ class Execution:
 
     def reset(self) -> None:
         """Start the next result set of a multi-statement Query."""
+        self.result_index += 1
         self.started = time.perf_counter()
         self.columns = None
         self.fields = None
@@ -180,6 +185,7 @@ class StatementTracker:
         self.denied_count = 0
         self.transaction_status = b"I"
         self.copy_in: Execution | None = None
+        self.copy_out = None  # (CopyShape or None, header row still to come) of the COPY TO STDOUT under way
         self.descriptions: dict[bytes, Described] = {}
         self.policy = None
         self.masker = None
@@ -355,6 +361,7 @@ class StatementTracker:
     def _start(self, text: str, params, described: Described | None = None, formats=None) -> Execution:
         self.statement_count += 1
         execution = Execution(self.statement_count, described, formats)
+        execution.text = text
         if self.masker is not None:
             text = self.masker.mask_statement(text)
         event = {"n": execution.seq, "text": text}
@@ -512,13 +519,22 @@ class StatementTracker:
         execution = self._current()
         replacement = None
         if self.masker is not None:
-            masked = self.masker.mask_copy_row(payload, None, False)
+            masked = self._mask_copy_row(payload)
             if masked is not payload:
                 payload = masked
                 replacement = message(b"d", masked)
         if execution is not None:
             self._add_copy(execution, payload)
         return replacement
+
+    def _mask_copy_row(self, payload: bytes) -> bytes:
+        shape, header_next = self.copy_out or (None, False)
+        if header_next:  # column names, not data: only the detectors apply
+            self.copy_out = (shape, False)
+            return self.masker.mask_bytes(payload)
+        if shape is None:
+            return self.masker.mask_copy_row(payload, None, False)
+        return self.masker.mask_copy_row(payload, shape.columns, shape.csv, shape.delimiter)
 
     def _add_copy(self, execution: Execution, payload: bytes) -> None:
         execution.copy_bytes += len(payload)
@@ -529,8 +545,13 @@ class StatementTracker:
         execution.row_bytes += len(payload)
 
     def _on_copy_out(self, payload: bytes) -> None:
-        if self.masker is not None and payload[:1] != b"\0":
+        if self.masker is None:
+            return
+        if payload[:1] != b"\0":
             raise MaskingFailed("a binary COPY TO STDOUT cannot be masked")
+        execution = self._current()
+        shape = self.policy.copy_shape(execution.text, execution.result_index) if execution is not None else None
+        self.copy_out = (shape, shape is not None and shape.csv and shape.header)
 
     def _on_copy_in(self, payload: bytes) -> None:
         self.copy_in = self._current()
@@ -619,6 +640,7 @@ class StatementTracker:
             logger.debug("tracker resynchronised past %s", kind)
 
     def _finish(self, outcome: dict) -> None:
+        self.copy_out = None
         if not self.owed or self.owed[0][0] not in RESULT_OWNERS:
             return
         kind, execution = self.owed[0]
