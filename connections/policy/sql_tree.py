@@ -4,12 +4,14 @@ sql_facts parses the query text (`pglast.parser.parse_sql_json`) and caches
 the results; this module only walks the tree. A `_Collector` visits every
 node once, dispatching on node type to a visitor (`_VISITORS`) for the node
 types that carry a fact: a relation, a called function, a statement kind,
-COPY to a file or program, what a COPY streams (`_copy_output`). Each visit knows whether the node executes now
+COPY to a file or program, what a COPY streams (sql_copy). Each visit knows whether the node executes now
 (not under a view's query, plain EXPLAIN, a rule or a function body).
 A statement type the table does not know is UNKNOWN and opaque: fail closed.
 """
 
 from dataclasses import dataclass, replace
+
+from connections.policy.sql_copy import copy_output
 
 # Bare statement kinds. A statement's kinds hold the bare kind and, where an
 # object type applies, the qualified one ("DROP" and "DROP TABLE").
@@ -364,7 +366,7 @@ def _visit_copy(collector: _Collector, node_type: str, fields: dict, executes: b
     elif executes and fields.get("filename") is not None:
         collector.copy_file = True
     if executes:
-        collector.copy_output = _copy_output(fields)
+        collector.copy_output = copy_output(fields)
     # A COPY's facts hang on literals: the JSON drops an empty file name (TO '' reads as
     # TO STDOUT, TO '/tmp/x' is a file: one shape key), and DELIMITER ';', HEADER 0,
     # FORMAT 'csv' are literals. COPY is not a hot statement: exact-text caching will do.
@@ -373,114 +375,6 @@ def _visit_copy(collector: _Collector, node_type: str, fields: dict, executes: b
 
 
 _NO_COPY: dict = {}
-_COPY_OPTION_FIELDS = {"format": "copy_format", "header": "copy_header", "delimiter": "copy_delimiter"}
-
-
-def _copy_output(fields: dict) -> dict:
-    """The copy_* fields of StatementFacts for a CopyStmt: where its rows go, their columns and format."""
-    output: dict = {
-        "copy_to_stdout": not fields.get("is_from") and not fields.get("is_program") and "filename" not in fields,
-        "copy_format": "text",
-    }
-    relation = fields.get("relation")
-    if relation is not None:
-        output["copy_relation"] = (relation.get("schemaname", ""), relation.get("relname", ""))
-        if fields.get("attlist"):  # COPY t (a, b): those columns, in that order
-            output["copy_columns"] = tuple(item.get("String", {}).get("sval", "") for item in fields["attlist"])
-    else:
-        output["copy_columns"] = _output_names(fields.get("query", {}))
-    # Old (CSV, BINARY, HEADER, DELIMITER AS) and new (WITH (FORMAT csv, ...)) syntax give the same DefElems.
-    for option in fields.get("options", ()):
-        element = option.get("DefElem", {})
-        field = _COPY_OPTION_FIELDS.get(element.get("defname", ""))
-        if field is None:
-            continue
-        value = _option_string(element.get("arg"))
-        output[field] = _header_on(value) if field == "copy_header" else value
-    return output
-
-
-def _option_string(argument: dict | None) -> str:
-    """An option's value as the server's defGetString reads it ("true" for a bare option)."""
-    if argument is None:
-        return "true"
-    for value_type, value in argument.items():
-        if value_type == "String":
-            return value.get("sval", "")
-        if value_type == "Integer":
-            return str(value.get("ival", 0))  # the JSON leaves out a zero
-        if value_type == "Float":
-            return value.get("fval", "")
-        if value_type == "Boolean":
-            return "true" if value.get("boolval") else "false"
-    return ""  # a list: the server refuses it
-
-
-def _header_on(value: str) -> bool:
-    # defGetBoolean: true/on/1 and false/off/0; the server refuses anything else for
-    # COPY TO ("match" included), and no header is the reading that masks every row.
-    return value.lower() in ("true", "on", "1")
-
-
-def _output_names(query: dict) -> tuple[str, ...] | None:
-    """The column names of a COPY (query)'s rows when the text alone decides them all, else None."""
-    for node_type, fields in query.items():
-        if node_type == "SelectStmt":
-            while fields.get("op", "SETOP_NONE") != "SETOP_NONE":  # UNION etc.: the first branch names them
-                fields = fields.get("larg", {})
-            if "valuesLists" in fields:
-                return None
-            targets = fields.get("targetList", ())
-        else:  # INSERT, UPDATE, DELETE, MERGE ... RETURNING
-            targets = fields.get("returningClause", {}).get("exprs") or fields.get("returningList", ())
-        names = tuple(_target_name(target.get("ResTarget", {})) for target in targets)
-        return None if None in names else names  # type: ignore[return-value]
-    return None
-
-
-def _target_name(target: dict) -> str | None:
-    """A target's alias, or the name the server would figure for it; None for "?column?" or unknown."""
-    if target.get("name"):
-        return target["name"]
-    name, strength = _figured_name(target.get("val", {}))
-    return name if strength > 0 else None
-
-
-def _figured_name(node: dict) -> tuple[str | None, int]:
-    """(name, strength) as the server's FigureColnameInternal (parse_target.c) gives them.
-
-    Strength 2 is a good name, 1 a fallback (a cast's type name), 0 none
-    ("?column?"), -1 a node this function does not model.
-    """
-    for node_type, fields in node.items():
-        if node_type in ("ColumnRef", "A_Indirection"):
-            parts = fields.get("fields" if node_type == "ColumnRef" else "indirection", ())
-            if parts and "A_Star" in parts[-1]:
-                return None, -1  # t.* and (x).* expand to several columns
-            names = [part["String"].get("sval", "") for part in parts if "String" in part]
-            if names:
-                return names[-1], 2
-            return _figured_name(fields.get("arg", {})) if node_type == "A_Indirection" else (None, 0)
-        if node_type == "FuncCall":
-            if fields.get("funcformat", "COERCE_EXPLICIT_CALL") != "COERCE_EXPLICIT_CALL":
-                # SQL syntax (EXTRACT, TRIM, ...): the function the grammar picks, hence the
-                # name, differs between server versions (EXTRACT was date_part before 14).
-                return None, -1
-            return _last_name(fields.get("funcname", ())), 2
-        if node_type == "TypeCast":
-            name, strength = _figured_name(fields.get("arg", {}))
-            if 0 <= strength <= 1:
-                return _last_name(fields.get("typeName", {}).get("names", ())), 1
-            return name, strength
-        if node_type == "CollateClause":
-            return _figured_name(fields.get("arg", {}))
-        if node_type == "A_Const":
-            return None, 0
-    return None, -1
-
-
-def _last_name(items: list) -> str | None:
-    return items[-1].get("String", {}).get("sval") if items else None
 
 
 def _explain_analyzes(collector: _Collector, options: list) -> bool:
