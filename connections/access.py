@@ -20,8 +20,8 @@ from guardian.shortcuts import get_objects_for_user
 
 from connections.models import AccessToken, Connection, Policy, ServiceAccount
 
-# action -> the guardian permission it needs. Later: "review", "view_sessions".
-ACTION_PERMISSIONS = {"connect": "connect"}
+# action -> the guardian permission it needs.
+ACTION_PERMISSIONS = {"connect": "connect", "review": "review", "view_sessions": "view_sessions"}
 
 GATEWAY_CONNECTION_FIELDS = (
     "id",

@@ -38,7 +38,8 @@ class Connection(models.Model):
 
     The credentials are stored encrypted (see connections.credentials) and are
     decrypted only in the gateway's memory when a session opens. Permission to
-    use a connection is a django-guardian object permission (`connect`).
+    use a connection is a django-guardian object permission (`connect`); `review`
+    lets a person decide its held statements, `view_sessions` watch and replay them.
     """
 
     class Kind(models.TextChoices):
@@ -75,7 +76,11 @@ class Connection(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = [("connect", "Can open sessions through the gateway")]
+        permissions = [
+            ("connect", "Can open sessions through the gateway"),
+            ("review", "Can approve or deny held statements"),
+            ("view_sessions", "Can watch and replay sessions"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -7,13 +7,13 @@ it ends (from the recording flusher). Token last-use times are batched.
 
 import asyncio
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from approvals.review_wait import hold_for_review
 from connections.access import GatewayLogin, lookup_gateway_login, record_token_use
 from connections.credentials import decrypt_credentials, load_or_create_key
 from connections.models import Connection, Policy, ServiceAccount
@@ -33,9 +33,11 @@ COMPILED_POLICY_CACHE_SIZE = 64
 class RecordedSession:
     """The engine's handle on an open session: `record` appends to its recording."""
 
-    def __init__(self, writer: RecordingWriter) -> None:
+    def __init__(self, writer: RecordingWriter, connection_id: int, account_id: int) -> None:
         self.writer = writer  # writer.session_id is the session's public id
         self.record = writer.event
+        self.connection_id = connection_id
+        self.account_id = account_id
 
 
 def _token(row) -> PgToken | None:
@@ -101,7 +103,7 @@ class DjangoPgDirectory:
         )
         self.used_tokens.add(token.id)
         self.flusher.register(writer)
-        return RecordedSession(writer)
+        return RecordedSession(writer, connection["id"], login.context.account_id)
 
     def policy_for(self, login: PgLogin) -> SessionPolicy | None:
         """The session's policy, from the policy row the login lookup brought (no query here)."""
@@ -132,9 +134,15 @@ class DjangoPgDirectory:
         return compiled
 
     async def review(self, handle: RecordedSession, verdict):
-        """No reviewer can answer yet (the approvals app does not exist): fail closed."""
-        message = f"{verdict.message}; it needs a review and no reviewer is available, so it is denied"
-        return replace(verdict, action="deny", message=message)
+        """Hold a statement until a reviewer decides, the review times out, or the client withdraws it."""
+        return await hold_for_review(
+            verdict,
+            connection_id=handle.connection_id,
+            account_id=handle.account_id,
+            session_public_id=str(handle.writer.session_id),
+            timeout=settings.GATEHOUSE_REVIEW_TIMEOUT_SECONDS,
+            record=handle.record,
+        )
 
     def close_session(self, handle: RecordedSession, status: str, reason: str, counters: dict) -> None:
         if reason:

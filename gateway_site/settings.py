@@ -226,6 +226,8 @@ GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR 
 GATEHOUSE_NODE_ID = env("GATEHOUSE_NODE_ID", socket.gethostname())[:64]
 
 GATEHOUSE_RECORDINGS_DIR = data_path("GATEHOUSE_RECORDINGS_DIR", GATEHOUSE_DATA_DIR / "recordings")
+# How long a statement held for review waits for a decision before it is denied.
+GATEHOUSE_REVIEW_TIMEOUT_SECONDS = env_number("GATEHOUSE_REVIEW_TIMEOUT_SECONDS", 300.0, minimum=1)
 # How often a node checks whether a policy changed; live sessions follow within about this long.
 GATEHOUSE_POLICY_POLL_SECONDS = env_number("GATEHOUSE_POLICY_POLL_SECONDS", 2.0, minimum=0.1)
 GATEHOUSE_RECORDING_FLUSH_SECONDS = env_number("GATEHOUSE_RECORDING_FLUSH_SECONDS", 0.2, minimum=0.01)

@@ -391,7 +391,8 @@ class PgClientSession(asyncio.Protocol):
         """Send nothing of this statement, or after it, until a reviewer decides."""
         self.state = ClientState.HELD
         self.transport.pause_reading()
-        self.review = asyncio.ensure_future(self.gateway.directory.review(self.session, verdict))
+        shown = replace(verdict, statement=self.tracker.recorded_text(verdict.statement))  # reviewers see it masked
+        self.review = asyncio.ensure_future(self.gateway.directory.review(self.session, shown))
         self.review.add_done_callback(lambda task: self._review_done(task, kind, payload, verdict))
 
     def _review_done(self, task: asyncio.Task, kind: bytes, payload: bytes, held) -> None:

@@ -279,12 +279,16 @@ class StatementTracker:
             return read_cstring(payload, pos)[0]
         return f"-- function call, oid {parse_function_call(payload).function_oid}"
 
+    def recorded_text(self, text: str) -> str:
+        """A statement's text as recordings and reviewers get it: masked if the policy masks."""
+        return self.masker.mask_statement(text) if self.masker is not None else text
+
     def _record_verdict(self, verdict, text: str | None = None, n: int | None = None) -> None:
         event = {"action": verdict.action, "rule": verdict.rule, "message": verdict.message}
         if n is not None:
             event["n"] = n
         if text is not None:
-            event["text"] = self.masker.mask_statement(text) if self.masker is not None else text
+            event["text"] = self.recorded_text(text)
         self.sink("policy", event)
 
     def _track(self, kind: bytes, payload: bytes) -> bytes | None:

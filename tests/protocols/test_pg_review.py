@@ -1,0 +1,173 @@
+"""Statements held for review through real clients: approved, denied, withdrawn, timed out.
+
+A connection to the app database carries a policy whose CREATE statements
+need a review. The bot's psql or psycopg waits while a person decides with
+`manage.py reviews approve|deny`, as an on-call reviewer would.
+"""
+
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from connections.policy.policy_file import PolicyEntry, policy_file_yaml
+from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
+from tests.protocols.nodes import add_connection, gateway_psql_env, poll, psql_command, unique_name
+from tests.support.gateway_process import GatewayProcess, provision_bot
+from tests.support.pg_cluster import SUPERUSER, PgCluster
+
+HELD_TIMEOUT = 20.0
+
+# Runs inside `manage.py shell`: a person who may review the connection, and one who may not.
+_PEOPLE_SCRIPT = """
+import os
+from django.contrib.auth.models import User
+from guardian.shortcuts import assign_perm
+from connections.models import Connection
+connection = Connection.objects.get(name=os.environ["GATEHOUSE_TEST_CONNECTION"])
+reviewer = User.objects.create_user(os.environ["GATEHOUSE_TEST_REVIEWER"])
+assign_perm("review", reviewer, connection)
+User.objects.create_user(os.environ["GATEHOUSE_TEST_OUTSIDER"])
+"""
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    connection: str
+    reviewer: str
+    outsider: str
+
+
+def _review_policy(gateway: GatewayProcess, connection: str, tmp_path) -> None:
+    spec = PolicySpec(
+        name=unique_name("reviewed"),
+        guardrails=(GuardrailRule("schema-changes", "review", GuardrailMatch(kind=("CREATE",))),),
+    )
+    policy_file = tmp_path / "review-policy.yaml"
+    policy_file.write_text(policy_file_yaml([PolicyEntry(spec, "", (connection,))]))
+    gateway.manage("policies", "apply", str(policy_file), check=True)
+
+
+def _set_up(gateway: GatewayProcess, cluster: PgCluster, tmp_path) -> Reviewed:
+    people = Reviewed(unique_name("reviewed"), unique_name("reviewer"), unique_name("outsider"))
+    add_connection(gateway, people.connection, cluster, SUPERUSER, password=cluster.superuser_password)
+    gateway.manage("agents", "grant", gateway.agent_name, people.connection, check=True)
+    _review_policy(gateway, people.connection, tmp_path)
+    env = {
+        "GATEHOUSE_TEST_CONNECTION": people.connection,
+        "GATEHOUSE_TEST_REVIEWER": people.reviewer,
+        "GATEHOUSE_TEST_OUTSIDER": people.outsider,
+    }
+    gateway.manage("shell", "-c", _PEOPLE_SCRIPT, env=env, check=True)
+    return people
+
+
+@pytest.fixture(scope="module")
+def reviewed(gateway: GatewayProcess, pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    return _set_up(gateway, pg_cluster, tmp_path_factory.mktemp("review"))
+
+
+@pytest.fixture
+def table_name(direct: psycopg.Connection, app_name: str):
+    name = app_name.replace("-", "_")
+    yield name
+    direct.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def pending_review(gateway: GatewayProcess, rule: str = "schema-changes") -> str:
+    """The id of the one pending review of this test (waiting until it appears)."""
+
+    def find() -> str | None:
+        listed = gateway.manage("reviews", "list", "--pending", check=True).stdout
+        rows = [line.split() for line in listed.splitlines() if rule in line and "pending" in line]
+        return rows[0][0] if len(rows) == 1 else None
+
+    review_id = poll(find, HELD_TIMEOUT, interval=0.3)
+    assert review_id, "no pending review appeared"
+    return review_id
+
+
+def in_background(work: Callable[[], object]) -> Callable[[], object]:
+    """Run `work` in a thread; the returned function joins it and gives its result (or raises its error)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 (handed back to the test thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> object:
+        thread.join(HELD_TIMEOUT + 30)
+        assert not thread.is_alive(), "the client is still waiting"
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome.get("value")
+
+    return join
+
+
+def test_it_runs_a_held_statement_once_a_reviewer_approves(gateway, reviewed, app_name, table_name, direct) -> None:
+    statement = f"CREATE TABLE {table_name} (id int)"
+    command = psql_command(gateway.dsn(dbname=reviewed.connection, password=""), "-c", statement)
+    env = gateway_psql_env(gateway, app_name)
+    finished = in_background(lambda: subprocess.run(command, capture_output=True, text=True, env=env, timeout=60))
+    review_id = pending_review(gateway)
+    assert direct.execute("SELECT to_regclass(%s)", (table_name,)).fetchone() == (None,)  # held: nothing ran
+    outsider = gateway.manage("reviews", "approve", review_id, "--as", reviewed.outsider)
+    assert outsider.returncode != 0 and "no review" in outsider.stderr.lower()
+    approved = gateway.manage("reviews", "approve", review_id, "--as", reviewed.reviewer, "--comment", "ok")
+    assert approved.returncode == 0, approved.stderr
+    result = finished()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CREATE TABLE"
+    assert direct.execute("SELECT to_regclass(%s) IS NOT NULL", (table_name,)).fetchone() == (True,)
+
+
+def test_it_denies_a_held_statement_by_the_reviewer_and_keeps_the_session(gateway, reviewed, app_name) -> None:
+    conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
+    with conn:
+        finished = in_background(lambda: conn.execute("CREATE TABLE never_made (id int)"))
+        review_id = pending_review(gateway)
+        denied = gateway.manage("reviews", "deny", review_id, "--as", reviewed.reviewer, "--comment", "not today")
+        assert denied.returncode == 0, denied.stderr
+        with pytest.raises(errors.InsufficientPrivilege) as raised:
+            finished()
+        assert f"denied in review by {reviewed.reviewer}: not today" in str(raised.value)
+        assert conn.execute("SELECT to_regclass('never_made') IS NULL").fetchone() == (True,)
+
+
+def test_it_withdraws_the_review_when_the_client_cancels(gateway, reviewed, app_name) -> None:
+    conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
+    with conn:
+        finished = in_background(lambda: conn.execute("CREATE TABLE canceled_one (id int)"))
+        review_id = pending_review(gateway)
+        conn.cancel()
+        with pytest.raises(errors.InsufficientPrivilege, match="withdrawn|canceled"):
+            finished()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    listed = poll(lambda: "withdrawn" in _review_line(gateway, review_id), HELD_TIMEOUT)
+    assert listed, _review_line(gateway, review_id)
+
+
+def _review_line(gateway: GatewayProcess, review_id: str) -> str:
+    listed = gateway.manage("reviews", "list", check=True).stdout
+    return next((line for line in listed.splitlines() if line.startswith(review_id)), "")
+
+
+def test_it_denies_when_nobody_decides_in_time(gateway_factory, pg_cluster, app_name, tmp_path) -> None:
+    node = gateway_factory(env={"GATEHOUSE_REVIEW_TIMEOUT_SECONDS": "2"})
+    provision_bot(node, pg_cluster)
+    _review_policy(node, node.connection_name, tmp_path)
+    node.start()
+    with psycopg.connect(node.dsn(), application_name=app_name, autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege, match="no reviewer decided within 2 s"):
+            conn.execute("CREATE TABLE too_late (id int)")
+        assert conn.execute("SELECT to_regclass('too_late') IS NULL").fetchone() == (True,)
