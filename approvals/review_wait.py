@@ -27,6 +27,7 @@ async def hold_for_review(
     account_id: int | None,
     session_public_id: str,
     timeout: float,
+    approvals: int,
     record: Callable[[str, object], None],
 ):
     """The final verdict of a statement held under `verdict` (action "review"): allow or deny."""
@@ -37,9 +38,10 @@ async def hold_for_review(
         rule=verdict.rule,
         statement=verdict.statement,
         timeout_seconds=timeout,
+        approvals_required=approvals,
     )
     review_id = str(review.public_id)
-    record("review", {"id": review_id, "rule": verdict.rule, "status": "pending"})
+    record("review", {"id": review_id, "rule": verdict.rule, "status": "pending", "approvals": approvals})
     try:
         status, decided_by, comment = await _outcome(review_id, timeout)
     except asyncio.CancelledError:

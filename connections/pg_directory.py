@@ -140,7 +140,8 @@ class DjangoPgDirectory:
             connection_id=handle.connection_id,
             account_id=handle.account_id,
             session_public_id=str(handle.writer.session_id),
-            timeout=settings.GATEHOUSE_REVIEW_TIMEOUT_SECONDS,
+            timeout=verdict.timeout or settings.GATEHOUSE_REVIEW_TIMEOUT_SECONDS,
+            approvals=verdict.approvals,
             record=handle.record,
         )
 

@@ -2,7 +2,9 @@
 
 `SqlGuardrails(spec).check(sql)` classifies every statement of a query
 string (connections.policy.sql_facts), lets the first matching rule decide
-each one, and returns the strictest verdict (deny > review > allow).
+each one, and returns the strictest verdict (deny > review > allow; of two
+reviews, the one that needs more approvals). A review verdict carries its
+rule's `approvals` and `timeout`.
 A PREPARE is judged as its body too. `SessionGuardrails` adds what one
 connection remembers: the bodies of its prepared statements, so that
 `EXECUTE name` is judged by what it runs (without a session, EXECUTE is
@@ -28,8 +30,9 @@ verdicts of whole query strings are cached by exact text.
 """
 
 import fnmatch
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connections.policy.rules import GuardrailRule, PolicySpec
 from connections.policy.sql_facts import (
@@ -42,6 +45,7 @@ from connections.policy.sql_facts import (
 )
 
 _STRICTNESS = {"allow": 0, "review": 1, "deny": 2}
+_new_object = object.__new__
 _ACTION_WORDS = {
     "allow": "Gatehouse allowed this statement",
     "review": "Gatehouse is holding this statement for review",
@@ -54,12 +58,19 @@ _MAX_PREPARED_BODIES = 256  # distinct bodies remembered under one prepared-stat
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with a query string, which rule said so, and what the client is told."""
+    """What to do with a query string, which rule said so, and what the client is told.
+
+    For a review, `approvals` is how many reviewers must approve and
+    `timeout` how many seconds to wait for them (None: the deployment's
+    default); both come from the rule and keep their defaults otherwise.
+    """
 
     action: str  # "allow" | "review" | "deny"
     rule: str  # the rule's name, or "default", "opaque", "unparseable", "empty"
     message: str  # names the rule
     statement: str  # the statement the verdict is about
+    approvals: int = 1
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,13 +80,43 @@ class _Decision:
     action: str
     rule: str
     message: str
+    approvals: int = 1
+    timeout: float | None = None
+    # How strict it is, for picking the strictest decision: the action first, then the approvals a review needs.
+    rank: tuple[int, int] = field(init=False, repr=False, compare=False)
+    # The fields of its verdicts, the statement left blank (filled in by `verdict`).
+    verdict_fields: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rank", (_STRICTNESS[self.action], self.approvals))
+        fields = {"action": self.action, "rule": self.rule, "message": self.message, "statement": ""}
+        fields.update(approvals=self.approvals, timeout=self.timeout)
+        object.__setattr__(self, "verdict_fields", fields)
 
     @classmethod
-    def of(cls, action: str, rule: str, detail: str = "") -> "_Decision":
+    def of(
+        cls, action: str, rule: str, detail: str = "", approvals: int = 1, timeout: float | None = None
+    ) -> "_Decision":
+        """A rule's decision; `approvals` and `timeout` are kept for a review and dropped for other actions."""
         if action not in _ACTION_WORDS:
             raise ValueError(f"rule {rule!r}: unknown action {action!r} (expected allow, review or deny)")
+        if action != "review":
+            approvals, timeout = 1, None
+        elif approvals < 1:
+            raise ValueError(f"rule {rule!r}: a review needs at least 1 approval, not {approvals!r}")
+        elif timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"rule {rule!r}: a review timeout must be a positive number of seconds, not {timeout!r}")
         message = f'{_ACTION_WORDS[action]}: rule "{rule}"' + (f": {detail}" if detail else "")
-        return cls(action, rule, message)
+        return cls(action, rule, message, approvals, timeout)
+
+    def verdict(self, statement: str) -> Verdict:
+        """This decision about `statement`: Verdict(action, rule, message, statement, approvals, timeout)."""
+        # Filled in directly: a frozen dataclass's __init__ pays an object.__setattr__ per field, which made
+        # this a quarter of the cost of judging a new statement text; this way costs a third of that.
+        verdict = _new_object(Verdict)
+        verdict.__dict__.update(self.verdict_fields)
+        verdict.__dict__["statement"] = statement
+        return verdict
 
 
 def _pattern(patterns: list[str]) -> re.Pattern | None:
@@ -103,7 +144,7 @@ class _CompiledRule:
         self.flags = (match.copy_program, match.copy_file, match.without_where)
         self.has_conditions = bool(functions) or any(self.flags)
         self.regex = re.compile(match.regex) if match.regex else None
-        self.decision = _Decision.of(rule.action, rule.name, rule.message)
+        self.decision = _Decision.of(rule.action, rule.name, rule.message, rule.approvals, rule.timeout)
 
     def filters_match(self, facts: StatementFacts) -> bool:
         """Whether the kind, table and schema filters match (any of them, or cover them for allow)."""
@@ -204,11 +245,9 @@ class SqlGuardrails:
         try:
             statements, texts = classify_shared(sql)
         except UnparseableSQL as exc:
-            decision = _Decision.of(self.spec.unparseable, "unparseable", str(exc))
-            return Verdict(decision.action, decision.rule, decision.message, sql), False
+            return _Decision.of(self.spec.unparseable, "unparseable", str(exc)).verdict(sql), False
         if len(statements) == 1 and statements[0].prepare_name is None and statements[0].execute_name is None:
-            decision = self.decide(statements[0], texts[0])  # the common case, without the loop
-            return Verdict(decision.action, decision.rule, decision.message, texts[0]), False
+            return self.decide(statements[0], texts[0]).verdict(texts[0]), False  # the common case, without the loop
         worst, worst_text, stateful = _EMPTY, "", False
         prepared: list[tuple[str, StatementFacts]] = []
         for facts, text in zip(statements, texts, strict=True):
@@ -218,14 +257,14 @@ class SqlGuardrails:
                 decision = self._prepared_decision(facts, text, decision, session)
                 if facts.prepared is not None:
                     prepared.append((facts.prepare_name or "", with_text(facts.prepared, text)))
-            if worst is _EMPTY or _STRICTNESS[decision.action] > _STRICTNESS[worst.action]:
+            if worst is _EMPTY or decision.rank > worst.rank:
                 worst, worst_text = decision, text
                 if decision.action == "deny":
                     break
         if session is not None and worst.action != "deny":  # a denied query string never reaches the server
             for name, body in prepared:
                 session.remember(name, body)
-        return Verdict(worst.action, worst.rule, worst.message, worst_text), stateful
+        return worst.verdict(worst_text), stateful
 
     def decide(self, facts: StatementFacts, text: str) -> _Decision:
         """The first matching rule's decision for one statement, or the fallback."""
@@ -268,7 +307,7 @@ class SqlGuardrails:
         if facts.execute_name is not None and session is not None:
             others.extend(session.bodies_decisions(facts.execute_name, set()))
         for other in others:
-            if _STRICTNESS[other.action] > _STRICTNESS[decision.action]:
+            if other.rank > decision.rank:
                 decision = other
         return decision
 

@@ -19,11 +19,15 @@ from typing import Any
 
 import yaml
 
+from connections.durations import DurationError, parse_duration
 from connections.policy.rules import (
     ACTIONS,
     DEFAULT_PARTIAL_KEEP,
     DETECTORS,
     MASK_STYLES,
+    MAX_APPROVALS,
+    MAX_REVIEW_TIMEOUT_SECONDS,
+    MIN_APPROVALS,
     GuardrailMatch,
     GuardrailRule,
     MaskingRule,
@@ -41,7 +45,8 @@ DESCRIPTION_MAX_LENGTH = 200
 FILE_KEYS = ("policies",)
 POLICY_KEYS = ("name", "description", "connections", "default", "unparseable", "opaque", "guardrails", "masking")
 BODY_KEYS = ("default", "unparseable", "opaque", "guardrails", "masking")
-GUARDRAIL_KEYS = ("name", "action", "match", "message")
+GUARDRAIL_KEYS = ("name", "action", "match", "message", "approvals", "timeout")
+REVIEW_KEYS = ("approvals", "timeout")  # guardrail keys that only a review rule may set
 MATCH_KEYS = tuple(GuardrailMatch.__dataclass_fields__)
 MATCH_LIST_KEYS = ("kind", "schemas", "tables", "functions")
 MATCH_FLAG_KEYS = ("dangerous_functions", "copy_program", "copy_file", "without_where")
@@ -233,6 +238,9 @@ def _convert(composer: _SafeComposer, node: yaml.Node, problems: list[PolicyProb
     except yaml.constructor.ConstructorError as exc:
         problems.append(PolicyProblem(line, f"cannot read this value: {exc.problem}"))
         return _Node(None, line)
+    except ValueError as exc:  # a date such as 2024-13-45, or an integer of more than 4300 digits
+        problems.append(PolicyProblem(line, f"cannot read this value: {exc}"))
+        return _Node(None, line)
 
 
 def _from_plain(value: Any) -> _Node:
@@ -376,6 +384,45 @@ class _Checker:
             return None
         return pattern
 
+    def approvals(self, node: _Node) -> int | None:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int) or not MIN_APPROVALS <= value <= MAX_APPROVALS:
+            self.error(
+                node.line,
+                f"approvals must be a whole number from {MIN_APPROVALS} to {MAX_APPROVALS}, not {_describe(value)}",
+            )
+            return None
+        return value
+
+    def timeout(self, node: _Node) -> float | None:
+        """A duration ("90s", "5m", "1h30m") or a number of seconds; positive and at most a day."""
+        value = node.value
+        if isinstance(value, str):
+            text = self.text(node, "timeout")
+            if text is None:
+                return None
+            try:
+                value = parse_duration(text).total_seconds()
+            except DurationError:
+                self.error(
+                    node.line,
+                    f"timeout {text!r} is not a positive duration; write a number and a unit such as 90s, 5m or 1h, "
+                    "or a number of seconds",
+                )
+                return None
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(node.line, f"timeout must be a duration like 5m or a number of seconds, not {_describe(value)}")
+            return None
+        # Compared before float(): a huge int would overflow it, and NaN fails every comparison.
+        if value > MAX_REVIEW_TIMEOUT_SECONDS:
+            longest = _duration_text(MAX_REVIEW_TIMEOUT_SECONDS)
+            self.error(node.line, f"timeout {node.value!r} is longer than the maximum, {longest}")
+            return None
+        if not value > 0:
+            self.error(node.line, f"timeout must be positive, not {_describe(node.value)}")
+            return None
+        return float(value)
+
     def keep(self, node: _Node) -> int | None:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
@@ -437,9 +484,14 @@ def _check_guardrail(checker: _Checker, node: _Node, rule_lines: dict[str, int])
     else:
         checker.error(node.line, f"guardrail {name!r} needs a match; write match: {{}} to match every statement")
     message = checker.text(fields["message"], "message") if "message" in fields else ""
+    approvals = checker.approvals(fields["approvals"]) if "approvals" in fields else 1
+    timeout = checker.timeout(fields["timeout"]) if "timeout" in fields else None
+    for key in REVIEW_KEYS:
+        if key in fields and action is not None and action != "review":
+            checker.error(fields[key].line, f"{key} applies only to action: review, not action: {action}")
     if len(checker.problems) > before:
         return None
-    return GuardrailRule(name=name, action=action, match=match, message=message)  # type: ignore[arg-type]
+    return GuardrailRule(name, action, match, message, approvals, timeout)  # type: ignore[arg-type]
 
 
 def _check_match(checker: _Checker, node: _Node) -> GuardrailMatch | None:
@@ -643,9 +695,22 @@ def _guardrail_dict(rule: GuardrailRule) -> dict:
         if value:
             match[key] = list(value) if isinstance(value, tuple) else value
     data = {"name": rule.name, "match": match, "action": rule.action}
+    if rule.approvals != 1:
+        data["approvals"] = rule.approvals
+    if rule.timeout is not None:
+        data["timeout"] = _duration_text(rule.timeout)
     if rule.message:
         data["message"] = rule.message
     return data
+
+
+def _duration_text(seconds: float) -> str | float:
+    """Whole seconds as the policy file writes them ("5m", "1h30m", "90s" as "1m30s"); other numbers unchanged."""
+    if not float(seconds).is_integer() or seconds <= 0:
+        return seconds
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{number}{unit}" for number, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if number)
 
 
 def _masking_dict(rule: MaskingRule) -> dict:

@@ -29,6 +29,8 @@ DETECTORS = (
     "api_token",
 )
 DEFAULT_PARTIAL_KEEP = 4
+MIN_APPROVALS, MAX_APPROVALS = 1, 32  # approvals a review rule may require
+MAX_REVIEW_TIMEOUT_SECONDS = 24 * 3600  # the longest a review rule may hold a statement
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,21 @@ class GuardrailMatch:
 
 @dataclass(frozen=True)
 class GuardrailRule:
-    """One ordered rule; the first rule that matches a statement decides it."""
+    """One ordered rule; the first rule that matches a statement decides it.
+
+    `approvals` and `timeout` matter only for action "review" (the policy
+    file accepts them only there): how many reviewers must approve a held
+    statement, and how many seconds to wait for them before the statement is
+    denied. A timeout of None means the deployment's default
+    (GATEHOUSE_REVIEW_TIMEOUT_SECONDS).
+    """
 
     name: str
     action: str  # one of ACTIONS
     match: GuardrailMatch = field(default_factory=GuardrailMatch)
     message: str = ""  # shown to the client after the rule's name, if set
+    approvals: int = 1  # approvals a held statement needs (review only), MIN_APPROVALS..MAX_APPROVALS
+    timeout: float | None = None  # seconds to wait for them (review only); None: the deployment default
 
 
 @dataclass(frozen=True)

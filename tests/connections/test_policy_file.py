@@ -73,6 +73,15 @@ policies:
       - name: last-resort
         match: {regex: "(?i)\\\\bpg_sleep\\\\s*\\\\("}
         action: deny
+      - name: two-eyes-more
+        match: {kind: [ALTER, CREATE]}
+        action: review
+        approvals: 2
+        timeout: 1h30m
+      - name: quick-look
+        match: {kind: GRANT}
+        action: review
+        timeout: 2.5
       - name: everything-else
         match: {}
         action: review
@@ -133,12 +142,15 @@ def test_it_reads_every_key():
     assert billing.connections == ("billing-main", "billing-replica")
     spec = billing.spec
     assert (spec.default, spec.unparseable, spec.opaque) == ("review", "deny", "deny")
-    reads, danger, last_resort, everything = spec.guardrails
+    reads, danger, last_resort, two_eyes_more, quick_look, everything = spec.guardrails
     # A single word or lower case is accepted; kinds are stored upper case.
     assert reads.match == GuardrailMatch(kind=("SELECT",), schemas=("billing", "public"), tables=("billing.*", "users"))
     assert danger.match == GuardrailMatch(dangerous_functions=True, copy_file=True, copy_program=True)
     assert danger.message == "ask the DBA team"
     assert last_resort.match.regex == r"(?i)\bpg_sleep\s*\("
+    assert (two_eyes_more.approvals, two_eyes_more.timeout) == (2, 5400.0)
+    assert (quick_look.approvals, quick_look.timeout) == (1, 2.5)
+    assert (everything.approvals, everything.timeout) == (1, None)
     assert everything.match == GuardrailMatch()
     cards, joinable, gone = spec.masking
     assert (cards.columns, cards.style, cards.keep) == (("card_number",), "partial", 2)
@@ -231,7 +243,7 @@ version: 2
         "unparseable, opaque, guardrails, masking",
         "line 7: unknown key 'table' in match; allowed keys: kind, schemas, tables, functions, "
         "dangerous_functions, copy_program, copy_file, without_where, regex",
-        "line 8: unknown key 'severity' in a guardrail; allowed keys: name, action, match, message",
+        "line 8: unknown key 'severity' in a guardrail; allowed keys: name, action, match, message, approvals, timeout",
         "line 12: unknown key 'mode' in a masking rule; allowed keys: name, columns, detectors, style, keep",
         "line 13: unknown key 'version' in the top level; allowed keys: policies",
     ]
@@ -504,3 +516,163 @@ def test_an_entry_without_connections_writes_no_connections_key():
     written = policy_file_yaml([PolicyEntry(PolicySpec("p"))])
     assert "connections" not in written
     assert parse_policy_file(written).policies[0].connections is None
+
+
+# --- review rules: how many approvals, how long to wait --------------------------------------------------------
+
+
+def review_policy(keys: str) -> str:
+    """A file whose one guardrail, on line 4, is a review rule with `keys` added."""
+    return one_policy(f"guardrails:\n  - {{name: r, action: review, match: {{}}, {keys}}}")
+
+
+def review_rule(keys: str) -> GuardrailRule:
+    (entry,) = parse_policy_file(review_policy(keys)).policies
+    return entry.spec.guardrails[0]
+
+
+@pytest.mark.parametrize(
+    ("keys", "approvals", "timeout"),
+    [
+        ("approvals: 1", 1, None),
+        ("approvals: 32", 32, None),
+        ("approvals: 3, timeout: 90s", 3, 90.0),
+        ("timeout: 5m", 1, 300.0),
+        ("timeout: 1H", 1, 3600.0),
+        ("timeout: 1h30m", 1, 5400.0),
+        ("timeout: 1d", 1, 86400.0),
+        ("timeout: 24h", 1, 86400.0),
+        ("timeout: 45", 1, 45.0),
+        ("timeout: 0.5", 1, 0.5),
+        ("timeout: 86400", 1, 86400.0),
+    ],
+)
+def test_it_reads_the_approvals_and_timeout_of_a_review_rule(keys, approvals, timeout):
+    rule = review_rule(keys)
+    assert (rule.approvals, rule.timeout) == (approvals, timeout)
+    assert rule.timeout is None or isinstance(rule.timeout, float)
+
+
+def test_a_review_rule_without_them_gets_the_defaults():
+    rule = review_rule("message: look closely")
+    assert (rule.approvals, rule.timeout) == (1, None)
+    assert rule == GuardrailRule("r", "review", GuardrailMatch(), "look closely")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("approvals: 0", "line 4: approvals must be a whole number from 1 to 32, not the number 0"),
+        ("approvals: 33", "line 4: approvals must be a whole number from 1 to 32, not the number 33"),
+        ("approvals: -1", "line 4: approvals must be a whole number from 1 to 32, not the number -1"),
+        ("approvals: 2.0", "line 4: approvals must be a whole number from 1 to 32, not the number 2.0"),
+        ("approvals: true", "line 4: approvals must be a whole number from 1 to 32, not the boolean true"),
+        ("approvals: '2'", "line 4: approvals must be a whole number from 1 to 32, not the text '2'"),
+        ("approvals: null", "line 4: approvals must be a whole number from 1 to 32, not nothing (null)"),
+        ("timeout: 0", "line 4: timeout must be positive, not the number 0"),
+        ("timeout: -5", "line 4: timeout must be positive, not the number -5"),
+        ("timeout: .nan", "line 4: timeout must be positive, not the number nan"),
+        ("timeout: .inf", "line 4: timeout inf is longer than the maximum, 24h"),
+        ("timeout: 86401", "line 4: timeout 86401 is longer than the maximum, 24h"),
+        ("timeout: 2d", "line 4: timeout '2d' is longer than the maximum, 24h"),
+        ("timeout: 24h1s", "line 4: timeout '24h1s' is longer than the maximum, 24h"),
+        ("timeout: 1" + "0" * 400, "line 4: timeout 1000"),
+        ("timeout: 0s", "line 4: timeout '0s' is not a positive duration; write a number and a unit such as 90s"),
+        ("timeout: 5 minutes", "line 4: timeout '5 minutes' is not a positive duration"),
+        ("timeout: 1.5m", "line 4: timeout '1.5m' is not a positive duration"),
+        ("timeout: ''", "line 4: timeout '' is not a positive duration"),
+        ("timeout: " + "9" * 600 + "s", "line 4: timeout is longer than 500 characters"),
+        ('timeout: "5m\\t"', "line 4: timeout must not contain control characters"),
+        ("timeout: true", "line 4: timeout must be a duration like 5m or a number of seconds, not the boolean true"),
+        ("timeout: null", "line 4: timeout must be a duration like 5m or a number of seconds, not nothing (null)"),
+        ("timeout: [5m]", "line 4: timeout must be a duration like 5m or a number of seconds, not a list"),
+    ],
+)
+def test_it_rejects_bad_approvals_and_timeouts_with_their_line(keys, expected):
+    (problem,) = problems_of(review_policy(keys))
+    assert problem.startswith(expected)
+
+
+def test_a_huge_timeout_number_is_an_error_not_a_crash():
+    (problem,) = problems_of(review_policy("timeout: 1" + "0" * 5000))
+    assert problem.startswith("line 4: cannot read this value: Exceeds the limit (4300 digits)")
+
+
+def test_approvals_and_timeout_are_only_for_review_rules():
+    text = """\
+policies:
+  - name: p
+    guardrails:
+      - name: no-drop
+        match: {kind: DROP}
+        action: deny
+        approvals: 2
+      - name: reads
+        match: {kind: SELECT}
+        action: allow
+        timeout: 5m
+      - {name: bad-action, match: {}, action: block, approvals: 2}
+"""
+    assert problems_of(text) == [
+        "line 7: approvals applies only to action: review, not action: deny",
+        "line 11: timeout applies only to action: review, not action: allow",
+        "line 12: action 'block' is unknown; use one of: allow, deny, review",  # no second error about approvals
+    ]
+
+
+def test_it_writes_approvals_and_timeouts_as_a_person_would_and_reads_them_back():
+    rules = (
+        GuardrailRule("a", "review", GuardrailMatch(), approvals=2, timeout=300.0),
+        GuardrailRule("b", "review", GuardrailMatch(), timeout=90.0),
+        GuardrailRule("c", "review", GuardrailMatch(), timeout=5400.0),
+        GuardrailRule("d", "review", GuardrailMatch(), timeout=86400.0),
+        GuardrailRule("e", "review", GuardrailMatch(), timeout=2.5),
+        GuardrailRule("f", "review", GuardrailMatch(), approvals=32),
+    )
+    spec = PolicySpec("p", guardrails=rules)
+    stored = spec_to_dict(spec)
+    assert [(rule.get("approvals"), rule.get("timeout")) for rule in stored["guardrails"]] == [
+        (2, "5m"),
+        (None, "1m30s"),
+        (None, "1h30m"),
+        (None, "24h"),
+        (None, 2.5),
+        (32, None),
+    ]
+    assert spec_from_dict("p", stored) == spec
+    written = policy_body_yaml(spec)
+    assert "  - name: a\n    match: {}\n    action: review\n    approvals: 2\n    timeout: 5m\n" in written
+    assert parse_policy_body(written, "p") == spec
+    assert parse_policy_file(policy_file_yaml([PolicyEntry(spec)])).policies[0].spec == spec
+
+
+def test_rules_with_default_approvals_and_timeout_are_stored_and_shown_as_before():
+    spec = parse_policy_file(ISSUE_EXAMPLE).policies[0].spec
+    for rule in spec_to_dict(spec)["guardrails"]:
+        assert "approvals" not in rule and "timeout" not in rule
+    assert spec_to_dict(spec)["guardrails"][3] == {
+        "name": "schema-changes",
+        "match": {"kind": ["ALTER", "CREATE"]},
+        "action": "review",
+    }
+    written = policy_file_yaml(parse_policy_file(ISSUE_EXAMPLE).policies)
+    assert "approvals" not in written and "timeout" not in written
+
+
+def test_stored_dicts_are_checked_for_approvals_and_timeout_too():
+    with pytest.raises(PolicyFileError) as caught:
+        spec_from_dict(
+            "p",
+            {
+                "guardrails": [
+                    {"name": "a", "action": "review", "match": {}, "approvals": 0, "timeout": "forever"},
+                    {"name": "b", "action": "deny", "match": {}, "timeout": 60},
+                ]
+            },
+        )
+    assert [str(problem) for problem in caught.value.problems] == [
+        "approvals must be a whole number from 1 to 32, not the number 0",
+        "timeout 'forever' is not a positive duration; write a number and a unit such as 90s, 5m or 1h, "
+        "or a number of seconds",
+        "timeout applies only to action: review, not action: deny",
+    ]

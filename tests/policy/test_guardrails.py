@@ -1,5 +1,6 @@
 """Guardrails: the evasion corpus, rule matching, fallbacks, verdict caching and prepared statements."""
 
+import dataclasses
 import re
 
 import pytest
@@ -306,3 +307,123 @@ def test_a_name_re_prepared_too_often_fails_closed() -> None:
     assert (verdict.action, verdict.rule) == ("deny", "prepared")
     session.forget("p")
     assert session.check("EXECUTE p").action == "allow"
+
+
+# --- review rules: approvals and timeout ------------------------------------------------------------------------
+
+
+def review(name: str, approvals: int = 1, timeout: float | None = None, **match: object) -> GuardrailRule:
+    return GuardrailRule(name, "review", GuardrailMatch(**match), approvals=approvals, timeout=timeout)  # type: ignore[arg-type]
+
+
+def four_eyes() -> SqlGuardrails:
+    return guard(
+        rule("no-drop", "deny", kind=("DROP",)),
+        review("schema", approvals=2, timeout=90.0, kind=("ALTER", "CREATE")),
+        review("grants", approvals=3, kind=("GRANT",)),
+        review("deletes", timeout=30.0, kind=("DELETE",)),
+        review("updates", approvals=4, timeout=600.0, kind=("UPDATE",)),
+    )
+
+
+def test_a_review_verdict_carries_its_rule_s_approvals_and_timeout() -> None:
+    guardrails = four_eyes()
+    verdict = guardrails.check("ALTER TABLE t ADD c int")
+    assert verdict == Verdict(
+        action="review",
+        rule="schema",
+        message='Gatehouse is holding this statement for review: rule "schema"',
+        statement="ALTER TABLE t ADD c int",
+        approvals=2,
+        timeout=90.0,
+    )
+    assert guardrails.check("ALTER TABLE t ADD c int") is verdict  # cached with its values
+    assert hash(verdict) == hash(Verdict(verdict.action, verdict.rule, verdict.message, verdict.statement, 2, 90.0))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.approvals = 1  # type: ignore[misc]
+    grant = guardrails.check("GRANT SELECT ON t TO bob")
+    assert (grant.rule, grant.approvals, grant.timeout) == ("grants", 3, None)
+    delete = guardrails.check("DELETE FROM t WHERE id = 1")
+    assert (delete.rule, delete.approvals, delete.timeout) == ("deletes", 1, 30.0)
+
+
+def test_other_verdicts_keep_the_defaults() -> None:
+    guardrails = guard(
+        review("schema", approvals=2, timeout=90.0, kind=("ALTER",)),
+        GuardrailRule("stray", "deny", GuardrailMatch(kind=("DROP",)), approvals=5, timeout=10.0),  # not from a file
+        default="review",
+        opaque="review",
+        unparseable="review",
+    )
+    for sql, rule_name in (
+        ("SELECT 1", "default"),
+        ("DO $$ BEGIN END $$", "opaque"),
+        ("SELEC 1", "unparseable"),
+        ("", "empty"),
+        ("DROP TABLE t", "stray"),
+    ):
+        verdict = guardrails.check(sql)
+        assert (verdict.rule, verdict.approvals, verdict.timeout) == (rule_name, 1, None), sql
+    assert Verdict("allow", "default", "", "SELECT 1") == Verdict("allow", "default", "", "SELECT 1", 1, None)
+
+
+def test_the_strictest_verdict_keeps_the_values_of_the_rule_that_earned_it() -> None:
+    guardrails = four_eyes()
+    verdict = guardrails.check("SELECT 1; ALTER TABLE a ADD b int; DELETE FROM t WHERE id = 1")
+    assert (verdict.rule, verdict.statement, verdict.approvals, verdict.timeout) == (
+        "schema",
+        "ALTER TABLE a ADD b int",
+        2,
+        90.0,
+    )
+    # A deny wins over any review, and carries no review values.
+    verdict = guardrails.check("ALTER TABLE a ADD b int; DROP TABLE c")
+    assert (verdict.action, verdict.rule, verdict.approvals, verdict.timeout) == ("deny", "no-drop", 1, None)
+
+
+def test_of_two_reviews_the_one_that_needs_more_approvals_wins() -> None:
+    guardrails = four_eyes()
+    # Otherwise a statement needing three approvals could ride along behind one needing one.
+    verdict = guardrails.check("DELETE FROM t WHERE id = 1; GRANT SELECT ON t TO bob; ALTER TABLE a ADD b int")
+    assert (verdict.rule, verdict.statement, verdict.approvals, verdict.timeout) == (
+        "grants",
+        "GRANT SELECT ON t TO bob",
+        3,
+        None,
+    )
+    # With as many approvals, the first statement's rule decides, as before.
+    verdict = guardrails.check("CREATE TABLE x (a int); ALTER TABLE a ADD b int")
+    assert (verdict.statement, verdict.approvals) == ("CREATE TABLE x (a int)", 2)
+    verdict = guardrails.check("DELETE FROM t WHERE id = 1; DO $$ BEGIN END $$")
+    assert (verdict.rule, verdict.timeout) == ("deletes", 30.0)
+
+
+def test_prepared_statements_carry_the_values_of_the_rule_their_body_earned() -> None:
+    session = SessionGuardrails(four_eyes())
+    verdict = session.check("PREPARE p AS UPDATE t SET a = 1 WHERE id = 2")
+    assert (verdict.action, verdict.rule, verdict.approvals, verdict.timeout) == ("review", "updates", 4, 600.0)
+    verdict = session.check("EXECUTE p")
+    assert (verdict.rule, verdict.statement, verdict.approvals, verdict.timeout) == ("updates", "EXECUTE p", 4, 600.0)
+    session.check_parse("s1", "DELETE FROM t WHERE id = $1")
+    verdict = session.check("EXECUTE s1(1)")
+    assert (verdict.rule, verdict.approvals, verdict.timeout) == ("deletes", 1, 30.0)
+    session.check_parse("s1", "ALTER TABLE a ADD b int")  # s1 may now run either body: the stricter review decides
+    verdict = session.check("EXECUTE s1(1)")
+    assert (verdict.rule, verdict.approvals, verdict.timeout) == ("schema", 2, 90.0)
+
+
+@pytest.mark.parametrize(
+    ("approvals", "timeout", "expected"),
+    [
+        (0, None, "a review needs at least 1 approval, not 0"),
+        (1, 0.0, "a review timeout must be a positive number of seconds, not 0.0"),
+        (1, -5.0, "a review timeout must be a positive number of seconds"),
+        (1, float("nan"), "a review timeout must be a positive number of seconds, not nan"),
+        (1, float("inf"), "a review timeout must be a positive number of seconds, not inf"),
+    ],
+)
+def test_impossible_review_values_are_refused_when_the_policy_is_compiled(
+    approvals: int, timeout: float | None, expected: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"rule 'r': {expected}")):
+        guard(review("r", approvals=approvals, timeout=timeout))

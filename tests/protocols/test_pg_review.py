@@ -17,7 +17,7 @@ from psycopg import errors, sql
 from connections.policy.policy_file import PolicyEntry, policy_file_yaml
 from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
 from tests.protocols.nodes import add_connection, gateway_psql_env, poll, psql_command, unique_name
-from tests.support.gateway_process import GatewayProcess, provision_bot
+from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import SUPERUSER, PgCluster
 
 HELD_TIMEOUT = 20.0
@@ -42,11 +42,9 @@ class Reviewed:
     outsider: str
 
 
-def _review_policy(gateway: GatewayProcess, connection: str, tmp_path) -> None:
-    spec = PolicySpec(
-        name=unique_name("reviewed"),
-        guardrails=(GuardrailRule("schema-changes", "review", GuardrailMatch(kind=("CREATE",))),),
-    )
+def _review_policy(gateway: GatewayProcess, connection: str, tmp_path, timeout: float | None = None) -> None:
+    rule = GuardrailRule("schema-changes", "review", GuardrailMatch(kind=("CREATE",)), timeout=timeout)
+    spec = PolicySpec(name=unique_name("reviewed"), guardrails=(rule,))
     policy_file = tmp_path / "review-policy.yaml"
     policy_file.write_text(policy_file_yaml([PolicyEntry(spec, "", (connection,))]))
     gateway.manage("policies", "apply", str(policy_file), check=True)
@@ -162,12 +160,13 @@ def _review_line(gateway: GatewayProcess, review_id: str) -> str:
     return next((line for line in listed.splitlines() if line.startswith(review_id)), "")
 
 
-def test_it_denies_when_nobody_decides_in_time(gateway_factory, pg_cluster, app_name, tmp_path) -> None:
-    node = gateway_factory(env={"GATEHOUSE_REVIEW_TIMEOUT_SECONDS": "2"})
-    provision_bot(node, pg_cluster)
-    _review_policy(node, node.connection_name, tmp_path)
-    node.start()
-    with psycopg.connect(node.dsn(), application_name=app_name, autocommit=True) as conn:
-        with pytest.raises(errors.InsufficientPrivilege, match="no reviewer decided within 2 s"):
-            conn.execute("CREATE TABLE too_late (id int)")
-        assert conn.execute("SELECT to_regclass('too_late') IS NULL").fetchone() == (True,)
+def test_it_denies_when_nobody_decides_within_the_rules_timeout(gateway, pg_cluster, app_name, tmp_path) -> None:
+    connection = unique_name("hurried")
+    add_connection(gateway, connection, pg_cluster, SUPERUSER, password=pg_cluster.superuser_password)
+    gateway.manage("agents", "grant", gateway.agent_name, connection, check=True)
+    _review_policy(gateway, connection, tmp_path, timeout=2)
+    conn = psycopg.connect(gateway.dsn(dbname=connection), application_name=app_name, autocommit=True)
+    with conn, pytest.raises(errors.InsufficientPrivilege, match="no reviewer decided within 2 s"):
+        conn.execute("CREATE TABLE too_late (id int)")
+    with psycopg.connect(gateway.dsn(dbname=connection), autocommit=True) as again:
+        assert again.execute("SELECT to_regclass('too_late') IS NULL").fetchone() == (True,)
