@@ -183,6 +183,21 @@ def do_expire_review(review_public_id: str) -> Review:
 
 
 @transaction.atomic
+def do_expire_overdue_reviews(now=None) -> int:
+    """Settle every pending review past its deadline as expired; returns how many.
+
+    A gateway expires its own held statements' reviews; this catches those
+    whose node died while holding them, so no review stays pending forever.
+    """
+    now = now or timezone.now()
+    overdue = Review.objects.filter(status=Review.Status.PENDING, expires_at__lte=now)
+    count = overdue.update(status=Review.Status.EXPIRED, decided_by=TIMEOUT_DECIDER, decided_at=now)
+    if count:
+        logger.info("expired %d overdue reviews", count)
+    return count
+
+
+@transaction.atomic
 def do_withdraw_review(review_public_id: str, reason: str) -> Review:
     """Settle a pending review as withdrawn ("client": a cancel or a disconnect); a settled one is unchanged.
 

@@ -9,6 +9,7 @@ from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
 from gateway_site.cancel_relay import CancelRelay
 from gateway_site.policy_watch import PolicyWatcher
+from gateway_site.review_sweep import ReviewSweeper
 from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
 from recordings.actions import seal_finished_writer
 from recordings.writer import RecordingFlusher
@@ -43,12 +44,14 @@ class GatewayNode:
         self.pg: PgGateway | None = None
         self.cancel_relay: CancelRelay | None = None
         self.policy_watcher: PolicyWatcher | None = None
+        self.review_sweeper = ReviewSweeper()
 
     async def start(self) -> None:
         self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
         self.directory = DjangoPgDirectory(self.flusher)
         self.flusher.start()
         self.directory.start()
+        self.review_sweeper.start()
         if self.pg_address:
             self.pg = PgGateway(pg_gateway_config(), self.directory)
             self.cancel_relay = CancelRelay(self.pg)
@@ -60,6 +63,7 @@ class GatewayNode:
 
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
+        await self.review_sweeper.stop()
         if self.pg is not None:
             await self.policy_watcher.stop()
             await self.pg.shutdown("the gateway is shutting down")

@@ -10,6 +10,7 @@ from approvals.actions import (
     MISSING_OUTCOME,
     ReviewRefused,
     do_decide_review,
+    do_expire_overdue_reviews,
     do_expire_review,
     do_withdraw_review,
     review_outcome,
@@ -168,6 +169,16 @@ def test_it_expires_a_pending_review_on_timeout(request_review):
     review.refresh_from_db()
     assert (review.status, review.decided_by) == (Review.Status.EXPIRED, "timeout")
     assert review.decided_at is not None
+
+
+def test_it_sweeps_overdue_reviews_and_leaves_the_rest(personas, request_review):
+    left_behind, waiting = overdue(request_review()), request_review()
+    assert do_expire_overdue_reviews() == 1
+    left_behind.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (left_behind.status, left_behind.decided_by) == (Review.Status.EXPIRED, "timeout")
+    assert waiting.status == Review.Status.PENDING
+    assert do_expire_overdue_reviews() == 0
 
 
 def test_a_decision_that_beat_the_timeout_stands(personas, request_review):
