@@ -29,6 +29,8 @@ async def hold_for_review(
     timeout: float,
     approvals: int,
     record: Callable[[str, object], None],
+    announce: Callable[[dict], None] | None = None,
+    context: dict | None = None,
 ):
     """The final verdict of a statement held under `verdict` (action "review"): allow or deny."""
     review = await database_sync_to_async(do_request_review)(
@@ -42,6 +44,8 @@ async def hold_for_review(
     )
     review_id = str(review.public_id)
     record("review", {"id": review_id, "rule": verdict.rule, "status": "pending", "approvals": approvals})
+    if announce is not None:
+        announce({"id": review_id, "rule": verdict.rule, "statement": verdict.statement, **(context or {})})
     try:
         status, decided_by, comment = await _outcome(review_id, timeout)
     except asyncio.CancelledError:

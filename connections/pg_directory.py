@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from approvals.review_wait import hold_for_review
+from approvals.webhook import ReviewWebhook
 from connections.access import GatewayLogin, lookup_gateway_login, record_token_use
 from connections.credentials import decrypt_credentials, load_or_create_key
 from connections.models import Connection, Policy, ServiceAccount
@@ -33,11 +34,13 @@ COMPILED_POLICY_CACHE_SIZE = 64
 class RecordedSession:
     """The engine's handle on an open session: `record` appends to its recording."""
 
-    def __init__(self, writer: RecordingWriter, connection_id: int, account_id: int) -> None:
+    def __init__(self, writer: RecordingWriter, login: GatewayLogin) -> None:
         self.writer = writer  # writer.session_id is the session's public id
         self.record = writer.event
-        self.connection_id = connection_id
-        self.account_id = account_id
+        self.connection_id = login.connection["id"]
+        self.connection_name = login.connection["name"]
+        self.account_id = login.account_id
+        self.account_name = login.account_name
 
 
 def _token(row) -> PgToken | None:
@@ -67,8 +70,9 @@ def _target(connection: dict) -> PgTarget:
 class DjangoPgDirectory:
     """Implements the engine's PgDirectory with the ORM and the recording store."""
 
-    def __init__(self, flusher: RecordingFlusher) -> None:
+    def __init__(self, flusher: RecordingFlusher, webhook: ReviewWebhook | None = None) -> None:
         self.flusher = flusher
+        self.webhook = webhook
         self.policies: dict[tuple[int, int], CompiledPolicy] = {}
         self.masking_key = load_or_create_key(Path(settings.GATEHOUSE_MASKING_KEY_FILE))
         self.used_tokens: set[int] = set()
@@ -103,7 +107,7 @@ class DjangoPgDirectory:
         )
         self.used_tokens.add(token.id)
         self.flusher.register(writer)
-        return RecordedSession(writer, connection["id"], login.context.account_id)
+        return RecordedSession(writer, login.context)
 
     def policy_for(self, login: PgLogin) -> SessionPolicy | None:
         """The session's policy, from the policy row the login lookup brought (no query here)."""
@@ -143,6 +147,8 @@ class DjangoPgDirectory:
             timeout=verdict.timeout or settings.GATEHOUSE_REVIEW_TIMEOUT_SECONDS,
             approvals=verdict.approvals,
             record=handle.record,
+            announce=self.webhook.notify if self.webhook is not None else None,
+            context={"agent": handle.account_name, "connection": handle.connection_name},
         )
 
     def close_session(self, handle: RecordedSession, status: str, reason: str, counters: dict) -> None:

@@ -5,6 +5,7 @@ import logging
 
 from django.conf import settings
 
+from approvals.webhook import ReviewWebhook
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
 from gateway_site.cancel_relay import CancelRelay
@@ -45,10 +46,14 @@ class GatewayNode:
         self.cancel_relay: CancelRelay | None = None
         self.policy_watcher: PolicyWatcher | None = None
         self.review_sweeper = ReviewSweeper()
+        self.webhook: ReviewWebhook | None = None
 
     async def start(self) -> None:
         self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
-        self.directory = DjangoPgDirectory(self.flusher)
+        self.webhook = ReviewWebhook(settings.GATEHOUSE_WEBHOOK_URL) if settings.GATEHOUSE_WEBHOOK_URL else None
+        if self.webhook is not None:
+            self.webhook.start()
+        self.directory = DjangoPgDirectory(self.flusher, self.webhook)
         self.flusher.start()
         self.directory.start()
         self.review_sweeper.start()
@@ -64,6 +69,8 @@ class GatewayNode:
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
         await self.review_sweeper.stop()
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.pg is not None:
             await self.policy_watcher.stop()
             await self.pg.shutdown("the gateway is shutting down")

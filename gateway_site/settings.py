@@ -226,6 +226,10 @@ GATEHOUSE_TLS_KEY_FILE = data_path("GATEHOUSE_TLS_KEY_FILE", GATEHOUSE_DATA_DIR 
 GATEHOUSE_NODE_ID = env("GATEHOUSE_NODE_ID", socket.gethostname())[:64]
 
 GATEHOUSE_RECORDINGS_DIR = data_path("GATEHOUSE_RECORDINGS_DIR", GATEHOUSE_DATA_DIR / "recordings")
+# Announces each statement held for review with a Slack-compatible POST (retried with backoff); empty: off.
+GATEHOUSE_WEBHOOK_URL = env("GATEHOUSE_WEBHOOK_URL", "")
+if GATEHOUSE_WEBHOOK_URL and not GATEHOUSE_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("GATEHOUSE_WEBHOOK_URL must be an http:// or https:// URL")
 # How long a statement held for review waits for a decision before it is denied.
 GATEHOUSE_REVIEW_TIMEOUT_SECONDS = env_number("GATEHOUSE_REVIEW_TIMEOUT_SECONDS", 300.0, minimum=1)
 # How often a node checks whether a policy changed; live sessions follow within about this long.

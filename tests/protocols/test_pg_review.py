@@ -5,6 +5,8 @@ need a review. The bot's psql or psycopg waits while a person decides with
 `manage.py reviews approve|deny`, as an on-call reviewer would.
 """
 
+import http.server
+import json
 import subprocess
 import threading
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from psycopg import errors, sql
 from connections.policy.policy_file import PolicyEntry, policy_file_yaml
 from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
 from tests.protocols.nodes import add_connection, gateway_psql_env, poll, psql_command, unique_name
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import SUPERUSER, PgCluster
 
 HELD_TIMEOUT = 20.0
@@ -170,3 +172,49 @@ def test_it_denies_when_nobody_decides_within_the_rules_timeout(gateway, pg_clus
         conn.execute("CREATE TABLE too_late (id int)")
     with psycopg.connect(gateway.dsn(dbname=connection), autocommit=True) as again:
         assert again.execute("SELECT to_regclass('too_late') IS NULL").fetchone() == (True,)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that fails the first POST (to see the retry), then takes them."""
+
+    bodies: list[dict] = []
+    failures_left = 1
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).failures_left > 0:
+            type(self).failures_left -= 1
+            self.send_response(500)
+        else:
+            type(self).bodies.append(body)
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_it_announces_a_held_statement_on_the_webhook(gateway_factory, pg_cluster, app_name, tmp_path) -> None:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        node = gateway_factory(env={"GATEHOUSE_WEBHOOK_URL": url})
+        provision_bot(node, pg_cluster)
+        people = _set_up(node, pg_cluster, tmp_path)
+        node.start()
+        conn = psycopg.connect(node.dsn(dbname=people.connection), application_name=app_name, autocommit=True)
+        with conn:
+            finished = in_background(lambda: conn.execute("CREATE TABLE announced (id int)"))
+            review_id = pending_review(node)
+            assert poll(lambda: _Receiver.bodies, HELD_TIMEOUT), "the webhook was not delivered"
+            node.manage("reviews", "deny", review_id, "--as", people.reviewer, check=True)
+            with pytest.raises(errors.InsufficientPrivilege):
+                finished()
+    finally:
+        receiver.shutdown()
+    (body,) = _Receiver.bodies
+    assert _Receiver.failures_left == 0  # the first POST failed and was retried
+    assert body["gatehouse"]["id"] == review_id and body["gatehouse"]["rule"] == "schema-changes"
+    assert body["gatehouse"]["connection"] == people.connection
+    assert "CREATE TABLE announced" in body["text"] and review_id in body["text"]
