@@ -263,12 +263,44 @@ class Target:
 
 @dataclass
 class PgbenchRun:
-    """One pgbench run's throughput and failures."""
+    """One pgbench run's throughput and failures, and the proxy's CPU time per transaction if measured."""
 
     tps: float
     processed: int
     failed: int
     errors: list[str] = field(default_factory=list)
+    proxy_cpu_us: float | None = None
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process and all its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, added = {pid}, True
+    while added:
+        children = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        added = bool(children)
+    return sum(times.get(member, 0.0) for member in tree)
+
+
+def pgbench_with_cpu(target: "Target", seconds: int, new_connection_each: bool, proxy_pid: int | None) -> PgbenchRun:
+    """run_pgbench, with the CPU time the proxy (and its children) spent per transaction."""
+    before = tree_cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    outcome = run_pgbench(target, seconds, new_connection_each)
+    if proxy_pid and outcome.processed:
+        outcome.proxy_cpu_us = (tree_cpu_seconds(proxy_pid) - before) / outcome.processed * 1e6
+    return outcome
 
 
 def run_pgbench(target: Target, seconds: int, new_connection_each: bool) -> PgbenchRun:
@@ -367,6 +399,7 @@ class Setup:
     cluster: PgCluster
     gateway: GatewayProcess
     targets: dict[str, Target]
+    proxy_pids: dict[str, int]  # target name -> the process serving it, for CPU per transaction
 
 
 @contextmanager
@@ -396,7 +429,9 @@ def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
         gatehouse = Target("gatehouse", gateway.pg_port, "bench", "bench-bot", gateway.token or "")
         guarded = Target("gatehouse+policy", gateway.pg_port, GUARDED_CONNECTION, "bench-bot", gateway.token or "")
         targets = {"direct": direct, "pgbouncer": pgbouncer, "gatehouse": gatehouse, "gatehouse+policy": guarded}
-        yield Setup(cluster, gateway, targets)
+        gateway_pid = gateway.process.pid
+        proxy_pids = {"pgbouncer": bouncer.process.pid, "gatehouse": gateway_pid, "gatehouse+policy": gateway_pid}
+        yield Setup(cluster, gateway, targets, proxy_pids)
 
 
 def guard_connection(gateway: GatewayProcess, cluster: PgCluster, policy_file: Path) -> None:
@@ -442,7 +477,8 @@ def measure(setup: Setup, options: argparse.Namespace, log: Callable[[str], None
         run_pgbench(target, options.warmup, new_connection_each=False)
     for run in range(1, options.runs + 1):
         for name, runs in results.tps.items():
-            outcome = run_pgbench(setup.targets[name], options.seconds, new_connection_each=False)
+            proxy_pid = setup.proxy_pids.get(name)
+            outcome = pgbench_with_cpu(setup.targets[name], options.seconds, False, proxy_pid)
             runs.append(outcome)
             log(f"run {run}: pgbench -S     {name:<16} {outcome.tps:10.1f} tps  failed={outcome.failed}")
     for run in range(1, options.runs + 1):
@@ -478,6 +514,11 @@ def report_tps(title: str, runs: dict[str, list[PgbenchRun]]) -> list[str]:
         each = ", ".join(f"{r.tps:.1f}" for r in target_runs)
         failed = sum(r.failed for r in target_runs)
         lines.append(f"  {name:<10} median {medians[name]:10.1f} tps   runs [{each}]   failed transactions {failed}")
+    cpu = {name: [r.proxy_cpu_us for r in target_runs if r.proxy_cpu_us] for name, target_runs in runs.items()}
+    measured = {name: statistics.median(values) for name, values in cpu.items() if values}
+    if measured:
+        each = "   ".join(f"{name} {value:.1f}" for name, value in measured.items())
+        lines.append(f"  proxy CPU per transaction, user + system, median (us): {each}")
     for name in medians:
         if name.startswith("gatehouse"):
             lines.append(
