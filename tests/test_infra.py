@@ -25,7 +25,7 @@ from django.core.management import call_command
 from pytest_django import Settings
 
 from gateway_site import tls
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayError, GatewayProcess
 from tests.support.pg_cluster import ROLE_METHODS, SEED_ROWS, PgCluster, make_test_certificates, running_cluster
 
 # libpq's name for each pg_hba method, for require_auth (libpq 16+).
@@ -234,3 +234,9 @@ def test_it_connects_the_bot_through_the_session_gateway(gateway: GatewayProcess
     assert count == SEED_ROWS
     assert gateway.canary == pg_cluster.superuser_password
     assert gateway.canary not in gateway.log_text()
+
+
+def test_it_refuses_a_webhook_url_that_is_not_http(gateway_factory: Callable[..., GatewayProcess]) -> None:
+    node: GatewayProcess = gateway_factory(env={"GATEHOUSE_WEBHOOK_URL": "file:///etc/passwd"})
+    with pytest.raises(GatewayError, match="GATEHOUSE_WEBHOOK_URL must be an http:// or https:// URL"):
+        node.manage("check", check=True)
