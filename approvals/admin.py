@@ -5,13 +5,11 @@ which go through the access funnel and four eyes; the admin only shows
 what happened, with each reviewer's vote inline.
 """
 
-import uuid
-
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from approvals.models import Review, ReviewDecision
+from gateway_site.public_id_search import PublicIdSearchMixin
 
 
 class ReadOnlyAdminMixin:
@@ -35,7 +33,7 @@ class ReviewDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Review)
-class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReviewAdmin(PublicIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Reviews, searchable by id, connection, agent, rule and statement."""
 
     list_display = ("public_id", "status", "connection", "account", "rule", "created_at", "decided_by")
@@ -60,11 +58,3 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = (ReviewDecisionInline,)
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        # A UUID is stored without dashes on some databases: match a pasted review id exactly.
-        try:
-            public_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(public_id=public_id), False

@@ -59,21 +59,17 @@ def policy_specs_for(connection_names: Iterable[str]) -> dict[str, PolicySpec | 
     Names of connections that do not exist are left out of the result, so a
     caller can tell "deleted" (absent) from "no policy" (None).
     """
+    policies = policies_by_connection(connection_names)
+    return {name: None if policy is None else spec_of(policy) for name, policy in policies.items()}
+
+
+def policies_by_connection(connection_names: Iterable[str]) -> dict[str, Policy | None]:
+    """{connection name: its policy row (id, name, rules, revision), or None}, in one query."""
     names = set(connection_names)
     if not names:
         return {}
     rows = (
         Connection.objects.filter(name__in=names)
-        .select_related("policy")
-        .only("name", "policy__name", "policy__rules", "policy__revision")
-    )
-    return {row.name: None if row.policy is None else spec_of(row.policy) for row in rows}
-
-
-def policies_by_connection(connection_names: Iterable[str]) -> dict[str, Policy | None]:
-    """{connection name: its policy row (id, name, rules, revision), or None}, in one query."""
-    rows = (
-        Connection.objects.filter(name__in=set(connection_names))
         .select_related("policy")
         .only("name", "policy__name", "policy__rules", "policy__revision")
     )

@@ -4,17 +4,15 @@ Recordings are immutable and purge is the only way to delete one, so the
 admin offers no add, no delete and no edit of anything but `legal_hold`.
 """
 
-import uuid
-
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from gateway_site.public_id_search import PublicIdSearchMixin
 from recordings.models import Session
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(PublicIdSearchMixin, admin.ModelAdmin):
     """Sessions, searchable by id, actor, connection and client; only `legal_hold` can change."""
 
     list_display = (
@@ -61,12 +59,3 @@ class SessionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
         return False
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        # A UUID is stored without dashes on some databases, so text search
-        # would miss a pasted session id: match it exactly instead.
-        try:
-            public_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(public_id=public_id), False

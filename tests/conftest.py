@@ -7,6 +7,7 @@ because pytest-django imports the settings before this file is loaded.
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.contrib.auth.models import Group
 
 from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import PgCluster, running_cluster
@@ -32,6 +33,18 @@ def gateway_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callab
     yield make
     for node in made:
         node.stop()
+
+
+@pytest.fixture
+def make_group(db):
+    """Makes a Django group holding the given users."""
+
+    def make(name: str, *users):
+        group = Group.objects.create(name=name)
+        group.user_set.add(*users)
+        return group
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ table and column names come from that session's database catalog.
 """
 
 import logging
-import re
 from typing import NamedTuple
 
 from .guardrails import SessionGuardrails, SqlGuardrails, Verdict
@@ -26,7 +25,6 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'"""
 
 FUNCTION_CALL_TEXT = "-- fast-path function call"
-_COPY_OPTIONS = re.compile(r"(?i)\b(quote|escape|null|force_quote|force_not_null|force_null|encoding)\b")
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +121,9 @@ class SessionPolicy:
             return None
         facts = statements[index]
         delimiter = facts.copy_delimiter.encode() if facts.copy_delimiter else None
-        # The masker splits rows with the default quote, escape and NULL marker: under other options
-        # (or what only looks like them) it gets no column names, so it masks every field.
-        columns = None if _COPY_OPTIONS.search(facts.text) else self._copy_columns(facts)
+        # The masker splits rows with the default quote, escape and NULL marker: under other
+        # options it gets no column names, so it masks every field.
+        columns = None if facts.copy_custom_quoting else self._copy_columns(facts)
         return CopyShape(columns, facts.copy_format == "csv", delimiter, facts.copy_header)
 
     def _copy_columns(self, facts: StatementFacts) -> tuple | None:

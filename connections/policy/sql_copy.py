@@ -6,6 +6,8 @@ text alone decides them, else None: the caller then cannot tell the columns.
 """
 
 _COPY_OPTION_FIELDS = {"format": "copy_format", "header": "copy_header", "delimiter": "copy_delimiter"}
+# Options that change how a row splits into fields, or what NULL looks like.
+_SPLITTING_OPTIONS = frozenset(("quote", "escape", "null", "force_quote", "force_not_null", "force_null", "encoding"))
 
 
 def copy_output(fields: dict) -> dict:
@@ -24,6 +26,8 @@ def copy_output(fields: dict) -> dict:
     # Old (CSV, BINARY, HEADER, DELIMITER AS) and new (WITH (FORMAT csv, ...)) syntax give the same DefElems.
     for option in fields.get("options", ()):
         element = option.get("DefElem", {})
+        if element.get("defname", "") in _SPLITTING_OPTIONS:
+            output["copy_custom_quoting"] = True
         field = _COPY_OPTION_FIELDS.get(element.get("defname", ""))
         if field is None:
             continue

@@ -67,6 +67,7 @@ class StatementFacts:
     copy_format: str = ""
     copy_header: bool = False
     copy_delimiter: str | None = None  # None: the format's default
+    copy_custom_quoting: bool = False  # QUOTE, ESCAPE, NULL, FORCE_* or ENCODING: rows split unlike the defaults
 
 
 def bare_kind(kind: str) -> str:

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
@@ -63,16 +62,6 @@ def personas(db) -> Personas:
         recording_path="2026/01/01/session.jsonl",
     )
     return Personas(warehouse, billing, requester, reviewer, outsider, session)
-
-
-@pytest.fixture
-def make_group(db):
-    def make(name: str, *users):
-        group = Group.objects.create(name=name)
-        group.user_set.add(*users)
-        return group
-
-    return make
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 
 from connections.actions import do_create_connection, do_create_service_account, do_issue_token
 
@@ -51,13 +50,3 @@ def issue_token():
         return do_issue_token(account, ttl)
 
     return issue
-
-
-@pytest.fixture
-def make_group(db):
-    def make(name: str, *users):
-        group = Group.objects.create(name=name)
-        group.user_set.add(*users)
-        return group
-
-    return make

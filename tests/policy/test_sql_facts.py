@@ -489,3 +489,18 @@ def test_it_keeps_its_caches_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(500):
         classify(f"SELECT {n} AS c{n}")
     assert max(len(sql_facts._EXACT), len(sql_facts._SHAPES), len(sql_facts._NORMALIZED)) <= 50
+
+
+@pytest.mark.parametrize(
+    ("statement", "custom"),
+    [
+        ("COPY t TO STDOUT (FORMAT csv, QUOTE '|')", True),
+        ("COPY t TO STDOUT CSV NULL AS 'x'", True),
+        ("COPY t TO STDOUT (FORMAT csv, FORCE_QUOTE *)", True),
+        ("COPY t TO STDOUT (FORMAT csv, HEADER, DELIMITER ';')", False),
+        ("COPY (SELECT a FROM t WHERE a IS NOT NULL) TO STDOUT", False),  # NULL in the query is no option
+    ],
+)
+def test_it_flags_copy_options_that_change_how_rows_split(statement: str, custom: bool) -> None:
+    (facts,) = classify(statement)
+    assert facts.copy_custom_quoting is custom
