@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-requirements.txt
 HTTP ?= 127.0.0.1:8000
 PG ?= 127.0.0.1:15432
 
-.PHONY: run test lint bench-pg venv clean
+.PHONY: run test lint bench-pg bench-web venv clean
 
 run: venv
 	$(PY) manage.py migrate --noinput
@@ -27,6 +27,9 @@ lint: venv
 
 bench-pg: venv
 	$(PY) bench/pg_bench.py $(BENCH_ARGS)
+
+bench-web: venv
+	$(PY) bench/reviewer_bench.py $(BENCH_ARGS)
 
 venv:
 	@if [ ! -x $(PY) ]; then \

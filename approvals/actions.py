@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from approvals.feed_events import publish_review_event
 from approvals.models import DECIDED_BY_MAX_LENGTH, RULE_MAX_LENGTH, Review, ReviewDecision
 from connections.access import access_connection
 from connections.models import Connection, ServiceAccount
@@ -103,6 +104,7 @@ def do_request_review(
         approvals_required,
         timeout_seconds,
     )
+    publish_review_event(review)
     return review
 
 
@@ -151,6 +153,8 @@ def _vote(review_public_id, user, approve: bool, comment: str) -> tuple[Review, 
             deciders = ",".join(decision.user.username for decision in approvals)
             comments = "; ".join(decision.comment for decision in approvals if decision.comment)
             _settle(review, Review.Status.APPROVED, deciders, comments, now)
+        else:
+            publish_review_event(review)  # one vote of several: pages show the count
     return review, ""
 
 
@@ -166,6 +170,7 @@ def _settle(review: Review, status: str, decided_by: str, comment: str, now) -> 
     review.decided_by = decided_by[:DECIDED_BY_MAX_LENGTH]
     review.comment = comment
     review.save(update_fields=["status", "decided_at", "decided_by", "comment"])
+    publish_review_event(review)
     logger.info("review %s settled: %s by %s", review.public_id, status, review.decided_by)
 
 
@@ -190,11 +195,12 @@ def do_expire_overdue_reviews(now=None) -> int:
     whose node died while holding them, so no review stays pending forever.
     """
     now = now or timezone.now()
-    overdue = Review.objects.filter(status=Review.Status.PENDING, expires_at__lte=now)
-    count = overdue.update(status=Review.Status.EXPIRED, decided_by=TIMEOUT_DECIDER, decided_at=now)
-    if count:
-        logger.info("expired %d overdue reviews", count)
-    return count
+    overdue = list(Review.objects.select_for_update().filter(status=Review.Status.PENDING, expires_at__lte=now))
+    for review in overdue:
+        _settle(review, Review.Status.EXPIRED, TIMEOUT_DECIDER, "", now)
+    if overdue:
+        logger.info("expired %d overdue reviews", len(overdue))
+    return len(overdue)
 
 
 @transaction.atomic

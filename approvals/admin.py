@@ -1,14 +1,14 @@
-"""Admin for reviews: read-only, for audit.
+"""Admin for reviews and access requests: read-only, for audit.
 
-Reviews are decided on the reviewer pages or with `manage.py reviews`,
-which go through the access funnel and four eyes; the admin only shows
-what happened, with each reviewer's vote inline.
+Both are decided on the reviewer pages or with `manage.py reviews` and
+`manage.py access`, which go through the access funnels and four eyes; the
+admin only shows what happened, with each reviewer's vote inline.
 """
 
 from django.contrib import admin
 from django.http import HttpRequest
 
-from approvals.models import Review, ReviewDecision
+from approvals.models import AccessRequest, Review, ReviewDecision
 from gateway_site.public_id_search import PublicIdSearchMixin
 
 
@@ -58,3 +58,31 @@ class ReviewAdmin(PublicIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = (ReviewDecisionInline,)
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(PublicIdSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Access requests and the grants they became, searchable by id, connection, requester and reason."""
+
+    list_display = ("public_id", "status", "connection", "requester", "account", "created_at", "granted_until")
+    list_filter = ("status", "connection")
+    search_fields = ("connection__name", "requester__username", "account__name", "reason", "decided_by")
+    date_hierarchy = "created_at"
+    list_select_related = ("connection", "requester", "account")
+    fields = (
+        "public_id",
+        "status",
+        "connection",
+        "requester",
+        "account",
+        "reason",
+        "duration_seconds",
+        "created_at",
+        "decided_at",
+        "decided_by",
+        "comment",
+        "granted_from",
+        "granted_until",
+        "ended_by",
+    )
+    readonly_fields = fields

@@ -1,23 +1,28 @@
 """How the gateway holds a statement for review: ask for one, then wait for a decision, the timeout or a withdrawal.
 
 The Review row is the source of truth, so a decision made anywhere (the
-`reviews` command, a page, another node) reaches the held statement: the
-waiter reads the outcome every POLL_SECONDS, one indexed query. A client
-that cancels or leaves withdraws the review.
+`reviews` command, a page, another node) reaches the held statement. The
+waiter reads the outcome (one indexed query) whenever the review's group on
+the channel layer announces a change, and every FALLBACK_POLL_SECONDS in
+case an announcement was lost. A client that cancels or leaves withdraws
+the review.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
 from approvals.actions import do_expire_review, do_request_review, do_withdraw_review, review_outcome
+from gateway_site.broadcast import review_group
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.3
+FALLBACK_POLL_SECONDS = 2.0
 
 
 async def hold_for_review(
@@ -56,15 +61,30 @@ async def hold_for_review(
 
 
 async def _outcome(review_id: str, timeout: float) -> tuple[str, str, str]:
-    deadline = asyncio.get_running_loop().time() + timeout
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = review_group(review_id)
+    await layer.group_add(group, channel)  # before the first read, so no announcement falls between
+    try:
+        return await _wait_for_outcome(review_id, timeout, layer, channel)
+    finally:
+        await layer.group_discard(group, channel)
+
+
+async def _wait_for_outcome(review_id: str, timeout: float, layer, channel: str) -> tuple[str, str, str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         outcome = await database_sync_to_async(review_outcome)(review_id)
         if outcome is not None:
             return outcome
-        if asyncio.get_running_loop().time() >= deadline:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
             expired = await database_sync_to_async(do_expire_review)(review_id)
             return expired.status, expired.decided_by, expired.comment  # a decision may have won the race
-        await asyncio.sleep(POLL_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(FALLBACK_POLL_SECONDS, remaining)):
+                await layer.receive(channel)
 
 
 async def _withdraw(review_id: str) -> None:

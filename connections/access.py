@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+from django.apps import apps
 from django.contrib.auth.models import Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
@@ -53,21 +55,45 @@ def access_connection(actor_user, name: str, action: str) -> Connection:
 
     Raises Connection.DoesNotExist both when it does not exist and when the
     actor lacks the permission (directly or through a group). Superusers may
-    do everything; inactive users nothing.
+    do everything; inactive users nothing. An active just-in-time grant
+    (see `_active_grants`) allows `connect`.
     """
     codename = _codename(action)
     connection = Connection.objects.filter(name=name).first()
-    if connection is None or not ObjectPermissionChecker(actor_user).has_perm(codename, connection):
+    if connection is None or not (
+        ObjectPermissionChecker(actor_user).has_perm(codename, connection)
+        or (codename == "connect" and _active_grants(actor_user).filter(connection=connection).exists())
+    ):
         raise Connection.DoesNotExist(f"no connection named {name!r}")
     return connection
 
 
 def connections_for(actor_user, action: str) -> QuerySet[Connection]:
-    """The connections `actor_user` may do `action` on (directly, through a group, or as a superuser)."""
+    """The connections `actor_user` may do `action` on (directly, through a group, or as a superuser).
+
+    For `connect`, also those of the actor's active just-in-time grants.
+    """
     codename = _codename(action)
     if not actor_user.is_active:
         return Connection.objects.none()
-    return get_objects_for_user(actor_user, f"connections.{codename}", klass=Connection, accept_global_perms=False)
+    allowed = get_objects_for_user(actor_user, f"connections.{codename}", klass=Connection, accept_global_perms=False)
+    if codename != "connect":
+        return allowed
+    granted = _active_grants(actor_user).values("connection_id")
+    return Connection.objects.filter(Q(pk__in=allowed.values("pk")) | Q(pk__in=granted))
+
+
+def _active_grants(actor_user) -> QuerySet:
+    """The actor's own granted access requests that have not run out: each is a time-bound `connect`.
+
+    Looked up through the app registry: approvals builds on connections, not the other way round.
+    """
+    access_request = apps.get_model("approvals", "AccessRequest")
+    if not actor_user.is_active:
+        return access_request.objects.none()
+    return access_request.objects.filter(
+        requester_id=actor_user.pk, status=access_request.Status.GRANTED, granted_until__gt=timezone.now()
+    )
 
 
 @dataclass(frozen=True)
@@ -96,9 +122,12 @@ def _login_sql() -> str:
 
     Tokens of the agent, newest first, each joined to the requested connection
     if and only if the agent's user holds `connections.connect` on it,
-    directly or through a group. Portable between SQLite and PostgreSQL.
+    directly or through a group, or has a granted access request on it that
+    has not run out. Portable between SQLite and PostgreSQL. Parameters:
+    connection name, now (grants), agent name, now (tokens).
     """
     table = {model: connection.ops.quote_name(model._meta.db_table) for model in _LOGIN_MODELS}
+    grants = connection.ops.quote_name(apps.get_model("approvals", "AccessRequest")._meta.db_table)
     groups = connection.ops.quote_name(User.groups.through._meta.db_table)
     columns = ", ".join(f"c.{connection.ops.quote_name(name)}" for name in GATEWAY_CONNECTION_FIELDS)
     # Only quoted table and column names from model metadata are interpolated (hence the noqa).
@@ -117,7 +146,10 @@ def _login_sql() -> str:
             OR EXISTS (SELECT 1 FROM {table[GroupObjectPermission]} gp
                     JOIN {groups} ug ON ug.group_id = gp.group_id
                     WHERE ug.user_id = u.id AND gp.object_pk = CAST(c.id AS TEXT)
-                    AND gp.permission_id = {connect_permission}))
+                    AND gp.permission_id = {connect_permission})
+            OR EXISTS (SELECT 1 FROM {grants} ar
+                    WHERE ar.connection_id = c.id AND ar.requester_id = u.id
+                    AND ar.status = 'granted' AND ar.granted_until > %s))
         LEFT JOIN {table[Policy]} pol ON pol.id = c.policy_id
         WHERE a.name = %s AND u.is_active AND NOT t.revoked AND t.expires_at > %s
         ORDER BY t.id DESC
@@ -131,7 +163,8 @@ def lookup_gateway_login(agent_name: str, connection_name: str, now: datetime) -
     unexpired token. An unknown connection and a forbidden one both give
     `connection=None`. The credentials stay encrypted.
     """
-    params = [connection_name, agent_name, connection.ops.adapt_datetimefield_value(now)]
+    when = connection.ops.adapt_datetimefield_value(now)
+    params = [connection_name, when, agent_name, when]
     with connection.cursor() as cursor:
         cursor.execute(_login_sql(), params)
         rows = cursor.fetchall()

@@ -72,6 +72,10 @@ class Connection(models.Model):
         related_name="connections",
         help_text="Guardrails and masking for sessions; none means every statement is allowed and nothing masked.",
     )
+    end_sessions_on_grant_expiry = models.BooleanField(
+        default=True,
+        help_text="When a just-in-time access grant ends, also end the live sessions it allowed.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

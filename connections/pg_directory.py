@@ -35,7 +35,8 @@ class RecordedSession:
     """The engine's handle on an open session: `record` appends to its recording."""
 
     def __init__(self, writer: RecordingWriter, login: GatewayLogin) -> None:
-        self.writer = writer  # writer.session_id is the session's public id
+        self.writer = writer
+        self.public_id = writer.session_id
         self.record = writer.event
         self.connection_id = login.connection["id"]
         self.connection_name = login.connection["name"]
@@ -143,7 +144,7 @@ class DjangoPgDirectory:
             verdict,
             connection_id=handle.connection_id,
             account_id=handle.account_id,
-            session_public_id=str(handle.writer.session_id),
+            session_public_id=handle.public_id,
             timeout=verdict.timeout or settings.GATEHOUSE_REVIEW_TIMEOUT_SECONDS,
             approvals=verdict.approvals,
             record=handle.record,

@@ -8,7 +8,8 @@ from django.conf import settings
 from approvals.webhook import ReviewWebhook
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
-from gateway_site.cancel_relay import CancelRelay
+from gateway_site.grant_sweep import GrantSweeper
+from gateway_site.node_signals import NodeSignals
 from gateway_site.policy_watch import PolicyWatcher
 from gateway_site.review_sweep import ReviewSweeper
 from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
@@ -43,25 +44,29 @@ class GatewayNode:
         self.directory: DjangoPgDirectory | None = None
         self.flusher: RecordingFlusher | None = None
         self.pg: PgGateway | None = None
-        self.cancel_relay: CancelRelay | None = None
+        self.signals: NodeSignals | None = None
         self.policy_watcher: PolicyWatcher | None = None
         self.review_sweeper = ReviewSweeper()
+        self.grant_sweeper = GrantSweeper()
         self.webhook: ReviewWebhook | None = None
 
     async def start(self) -> None:
         self.flusher = RecordingFlusher(settings.GATEHOUSE_RECORDING_FLUSH_SECONDS, seal_finished_writer)
+        self.signals = NodeSignals(None, self.flusher)
+        self.flusher.on_watched_batch = self.signals.publish_watched_batch
         self.webhook = ReviewWebhook(settings.GATEHOUSE_WEBHOOK_URL) if settings.GATEHOUSE_WEBHOOK_URL else None
         if self.webhook is not None:
             self.webhook.start()
         self.directory = DjangoPgDirectory(self.flusher, self.webhook)
         self.flusher.start()
         self.directory.start()
+        await self.signals.start()
         self.review_sweeper.start()
+        self.grant_sweeper.start()
         if self.pg_address:
             self.pg = PgGateway(pg_gateway_config(), self.directory)
-            self.cancel_relay = CancelRelay(self.pg)
-            self.pg.forward_cancel = self.cancel_relay.forward
-            await self.cancel_relay.start()
+            self.signals.gateway = self.pg
+            self.pg.forward_cancel = self.signals.forward_cancel
             self.policy_watcher = PolicyWatcher(self.pg, self.directory, settings.GATEHOUSE_POLICY_POLL_SECONDS)
             await self.policy_watcher.start()
             await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
@@ -69,12 +74,14 @@ class GatewayNode:
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
         await self.review_sweeper.stop()
+        await self.grant_sweeper.stop()
         if self.webhook is not None:
             await self.webhook.stop()
         if self.pg is not None:
             await self.policy_watcher.stop()
             await self.pg.shutdown("the gateway is shutting down")
-            await self.cancel_relay.stop()
+        if self.signals is not None:
+            await self.signals.stop()
         if self.flusher is not None:
             await self.flusher.stop()
         if self.directory is not None:

@@ -1,3 +1,11 @@
-"""Websocket routes; the reviewer feeds and live watch add theirs here."""
+"""Websocket routes: the reviewers' live feed and live watch of a session."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from gateway_site.feed_consumer import FeedConsumer
+from recordings.consumers import SessionWatchConsumer
+
+websocket_urlpatterns = [
+    path("ws/feed/", FeedConsumer.as_asgi()),
+    path("ws/sessions/<uuid:public_id>/watch/", SessionWatchConsumer.as_asgi()),
+]

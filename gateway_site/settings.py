@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login; allauth's and the admin's own login views are marked as exempt.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -171,9 +173,13 @@ AUTHENTICATION_BACKENDS = [
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous object permissions
 GUARDIAN_MONKEY_PATCH_USER = False
 
+ACCOUNT_ADAPTER = "gateway_site.account_adapter.GatehouseAccountAdapter"
+# Anyone may make a local account (with no permissions) when on; off, accounts come from an admin.
+GATEHOUSE_OPEN_SIGNUP = env_bool("GATEHOUSE_OPEN_SIGNUP", False)
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -191,6 +197,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = GATEHOUSE_DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic made it
+# Serve the apps' static files as they are, so a node works without collectstatic having run.
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -232,6 +240,10 @@ if GATEHOUSE_WEBHOOK_URL and not GATEHOUSE_WEBHOOK_URL.startswith(("http://", "h
     raise ImproperlyConfigured("GATEHOUSE_WEBHOOK_URL must be an http:// or https:// URL")
 # How long a statement held for review waits for a decision before it is denied.
 GATEHOUSE_REVIEW_TIMEOUT_SECONDS = env_number("GATEHOUSE_REVIEW_TIMEOUT_SECONDS", 300.0, minimum=1)
+# The longest just-in-time access grant anyone may ask for (seconds; default 7 days).
+GATEHOUSE_ACCESS_MAX_SECONDS = env_int("GATEHOUSE_ACCESS_MAX_SECONDS", 7 * 86400, minimum=60)
+# How often a node expires ended access grants and ends the live sessions they allowed.
+GATEHOUSE_GRANT_SWEEP_SECONDS = env_number("GATEHOUSE_GRANT_SWEEP_SECONDS", 30.0, minimum=0.1)
 # How often a node checks whether a policy changed; live sessions follow within about this long.
 GATEHOUSE_POLICY_POLL_SECONDS = env_number("GATEHOUSE_POLICY_POLL_SECONDS", 2.0, minimum=0.1)
 GATEHOUSE_RECORDING_FLUSH_SECONDS = env_number("GATEHOUSE_RECORDING_FLUSH_SECONDS", 0.2, minimum=0.01)

@@ -18,6 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from connections.models import Connection, ServiceAccount
+from gateway_site.broadcast import NODES_GROUP, announce_on_commit, feed_message
+from recordings.access import access_session
 from recordings.chain import Problem, VerifyResult, chain_seed, verify_file
 from recordings.models import Session
 from recordings.signing import SigningKeyMissing, sign_seal, verify_seal
@@ -84,7 +86,12 @@ def open_session(
         # No row, no recording: do not leave an orphan file behind.
         path.unlink(missing_ok=True)
         raise
+    _announce_session(session.public_id, Session.Status.LIVE, connection.id)
     return session, writer
+
+
+def _announce_session(public_id, status: str, connection_id: int) -> None:
+    announce_on_commit(feed_message("session", id=str(public_id), status=status, connection=connection_id))
 
 
 def _header_meta(session: Session, kind: str) -> dict:
@@ -121,10 +128,14 @@ def seal_session(writer: RecordingWriter, *, status: str, counters: dict[str, in
         chain_head=writer.chain_head,
         line_count=writer.line_count,
         seal=seal,
+        search_text=writer.search_text,
         **{name: int(counters.get(name, 0)) for name in COUNTER_FIELDS},
     )
     if not updated:
         logger.warning("Session %s was not live any more; its seal was left as it was", writer.session_id)
+    else:
+        connection_id = Session.objects.filter(public_id=writer.session_id).values_list("connection_id", flat=True)
+        _announce_session(writer.session_id, status, connection_id.first())
     return bool(updated)
 
 
@@ -145,6 +156,43 @@ async def seal_finished_writer(writer: RecordingWriter) -> None:
         logger.warning("Session %s closed with unknown status %r; sealing it as ended", writer.session_id, status)
         status = Session.Status.ENDED
     await aseal_session(writer, status=status, counters=counters)
+
+
+class SessionNotLive(ValueError):
+    """A request to end a session that has ended already."""
+
+
+def do_terminate_session(user, session_public_id: str, reason: str = "") -> Session:
+    """Ask the node holding a live session to end it now; its recording then says who ended it, when and why.
+
+    Needs `review` on the session's connection. Raises Session.DoesNotExist
+    (one message) when the session is missing or `user` may not end it, and
+    SessionNotLive when it has ended already.
+    """
+    session = access_session(user, session_public_id, action="review")
+    if session.status != Session.Status.LIVE:
+        raise SessionNotLive(f"session {session.public_id} has already {session.status}")
+    request_session_end([str(session.public_id)], by=user.get_username(), reason=reason or "ended by a reviewer")
+    session.refresh_from_db()
+    return session
+
+
+@transaction.atomic
+def request_session_end(session_public_ids: list[str], *, by: str, reason: str) -> int:
+    """Mark live sessions as being ended by `by` and tell every node to end them; returns how many were live.
+
+    The node holding each one closes both sides and records a "terminated"
+    event; its seal then sets the status. For the gateway's own reasons (an
+    expired access grant) as much as for a reviewer's.
+    """
+    live = Session.objects.filter(public_id__in=session_public_ids, status=Session.Status.LIVE)
+    ids = [str(public_id) for public_id in live.values_list("public_id", flat=True)]
+    live.update(terminated_by=by[:150])
+    for public_id in ids:
+        message = {"type": "session.terminate", "session": public_id, "by": by, "reason": reason}
+        announce_on_commit((NODES_GROUP, message))
+    logger.info("asked the gateway nodes to end %d session(s) for %s: %s", len(ids), by, reason)
+    return len(ids)
 
 
 def mark_interrupted_sessions() -> int:

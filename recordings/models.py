@@ -42,9 +42,20 @@ class Session(models.Model):
     seal = models.CharField(max_length=128, blank=True, help_text="Ed25519 signature of the seal.")
     retain_until = models.DateTimeField(db_index=True)
     legal_hold = models.BooleanField(default=False)
+    search_text = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Its distinct statements as recorded (masked), newline-joined and capped; filled when sealed.",
+    )
+    terminated_by = models.CharField(max_length=150, blank=True, help_text="Who ended it from the gateway's side.")
 
     class Meta:
         ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["connection", "-started_at"], name="session_connection_started_idx"),
+            models.Index(fields=["account", "-started_at"], name="session_account_started_idx"),
+            models.Index(fields=["status", "-started_at"], name="session_status_started_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor} → {self.connection_id} ({self.public_id})"

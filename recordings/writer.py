@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 ASCIICAST_WIDTH = 80
 ASCIICAST_HEIGHT = 24
+# What a session keeps of its distinct statement texts for the sessions list's text search.
+SEARCH_TEXT_MAX_CHARS = 16_384
 
 
 class RecordingWriter:
@@ -67,6 +69,9 @@ class RecordingWriter:
         self.end_status: str | None = None
         self.end_counters: dict[str, int] = {}
         self.dropped_events = 0
+        self.watched_until = 0.0  # monotonic; while ahead, the flusher publishes batches to watchers
+        self.search_texts: dict[str, None] = {}  # distinct statement texts as recorded, in order
+        self._search_chars = 0
         self._pending: list[tuple[float, str, Any]] = []
 
     # --- loop thread ----------------------------------------------------------
@@ -79,6 +84,14 @@ class RecordingWriter:
         """
         if not self.closed:
             self._pending.append((time.monotonic() - self.started_monotonic, kind, data))
+
+    def watch(self, seconds: float) -> None:
+        """Publish this session's batches to its watchers for the next `seconds` (a renewable lease)."""
+        self.watched_until = max(self.watched_until, time.monotonic() + seconds)
+
+    @property
+    def watched(self) -> bool:
+        return self.watched_until > time.monotonic()
 
     def take_pending(self) -> list[tuple[float, str, Any]]:
         """Swap out the events recorded since the last call."""
@@ -107,6 +120,20 @@ class RecordingWriter:
         """Lines written so far, header included (final once `finished`)."""
         return self.chain.line_count
 
+    @property
+    def search_text(self) -> str:
+        """The session's distinct statements, newline-joined, at most SEARCH_TEXT_MAX_CHARS."""
+        return "\n".join(self.search_texts)[:SEARCH_TEXT_MAX_CHARS]
+
+    def _collect_search_texts(self, batch: list[tuple[float, str, Any]]) -> None:
+        texts = self.search_texts
+        for _t, kind, data in batch:
+            if kind == "sql" and self._search_chars < SEARCH_TEXT_MAX_CHARS:
+                text = data.get("text")
+                if isinstance(text, str) and text not in texts:
+                    texts[text] = None
+                    self._search_chars += len(text) + 1
+
     def write_header(self) -> None:
         """Write the header line now if it is not written yet (the first batch does it otherwise)."""
         if self.chain.line_count == 0:
@@ -122,6 +149,7 @@ class RecordingWriter:
         """Chain and serialize `batch`: (bytes, chain state before, event count), or None if nothing to write."""
         if not batch and self.chain.line_count > 0:
             return None
+        self._collect_search_texts(batch)
         state = self.chain.snapshot()
         encode = self.chain.encode_line
         lines = [encode(self.header)] if self.chain.line_count == 0 else []
@@ -174,6 +202,8 @@ class RecordingWriter:
 
 
 OnFinished = Callable[[RecordingWriter], Awaitable[None]]
+# (writer, line number of the batch's first event, the batch): called on the loop for watched writers.
+OnWatchedBatch = Callable[[RecordingWriter, int, list[tuple[float, str, Any]]], None]
 
 
 class RecordingFlusher:
@@ -181,14 +211,22 @@ class RecordingFlusher:
 
     `on_finished(writer)` is awaited once for each writer that was closed and
     whose last batch has been written (the Django glue seals the session
-    there); the writer is then dropped.
+    there); the writer is then dropped. `on_watched_batch` sees each batch
+    of a watched writer before it is written; every earlier batch is on disk
+    by then, so a watcher can read any gap from the file.
     """
 
-    def __init__(self, interval: float, on_finished: OnFinished | None = None) -> None:
+    def __init__(
+        self,
+        interval: float,
+        on_finished: OnFinished | None = None,
+        on_watched_batch: OnWatchedBatch | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("the flush interval must be positive")
         self.interval = interval
         self.on_finished = on_finished
+        self.on_watched_batch = on_watched_batch
         self._writers: set[RecordingWriter] = set()
         self._flush_lock = asyncio.Lock()
         # Guards the files if a cancelled tick's thread is still writing when
@@ -203,6 +241,10 @@ class RecordingFlusher:
     @property
     def writers(self) -> frozenset[RecordingWriter]:
         return frozenset(self._writers)
+
+    def writer_for(self, session_id: str) -> RecordingWriter | None:
+        """The registered writer of a session, if this flusher has it (a linear scan: for rare requests)."""
+        return next((writer for writer in self._writers if writer.session_id == session_id), None)
 
     def start(self) -> asyncio.Task:
         """Run the timer loop as a task on the running loop."""
@@ -243,6 +285,8 @@ class RecordingFlusher:
             work = []
             for writer in list(self._writers):
                 batch, closed = writer.take_pending(), writer.closed
+                if batch and writer.watched_until and writer.watched:
+                    self._publish(writer, batch)
                 encoded = self._encode(writer, batch)
                 if encoded is not None or closed:
                     work.append((writer, encoded, closed))
@@ -254,6 +298,14 @@ class RecordingFlusher:
                 self._writers.discard(writer)
         for writer in finished:
             await self._finish(writer)
+
+    def _publish(self, writer: RecordingWriter, batch: list) -> None:
+        if self.on_watched_batch is None:
+            return
+        try:
+            self.on_watched_batch(writer, max(writer.line_count, 1), batch)  # line 0 is the header
+        except Exception:
+            logger.exception("Could not publish a batch of recording %s to its watchers", writer.session_id)
 
     @staticmethod
     def _encode(writer: RecordingWriter, batch: list) -> tuple | None:

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from approvals.access_request_actions import do_request_access
 from approvals.actions import do_decide_review
 from approvals.models import Review
 
@@ -34,3 +35,12 @@ def test_it_offers_no_add_change_or_delete(admin_client, decided):
     assert response.status_code == 403
     decided.refresh_from_db()
     assert decided.status == Review.Status.DENIED
+
+
+def test_it_shows_access_requests_read_only(admin_client, personas):
+    request = do_request_access(personas.outsider, "billing", "incident 4711: read the invoices table", 3600)
+    listed = admin_client.get(reverse("admin:approvals_accessrequest_changelist"), {"q": str(request.public_id)})
+    shown = admin_client.get(reverse("admin:approvals_accessrequest_change", args=[request.pk]))
+    assert listed.status_code == 200 and str(request.public_id) in listed.content.decode()
+    assert "incident 4711" in shown.content.decode() and 'name="_save"' not in shown.content.decode()
+    assert admin_client.get(reverse("admin:approvals_accessrequest_add")).status_code == 403

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from recordings.chain import verify_file
-from recordings.writer import RecordingFlusher, RecordingWriter
+from recordings.writer import SEARCH_TEXT_MAX_CHARS, RecordingFlusher, RecordingWriter
 
 
 def make_writer(tmp_path, name="session"):
@@ -237,3 +237,72 @@ def test_it_flushes_on_its_timer_and_drains_on_stop(tmp_path):
 def test_it_refuses_a_zero_interval():
     with pytest.raises(ValueError, match="positive"):
         RecordingFlusher(0)
+
+
+def test_it_publishes_a_watched_writers_batches_with_their_line_numbers(tmp_path):
+    watched, unwatched = make_writer(tmp_path, "watched"), make_writer(tmp_path, "unwatched")
+    published = []
+    flusher = RecordingFlusher(1.0, on_watched_batch=lambda w, first, batch: published.append((w, first, batch)))
+    for writer in (watched, unwatched):
+        writer.write_header()
+        flusher.register(writer)
+    watched.watch(30)
+    watched.event("sql", {"n": 1, "text": "SELECT 1"})
+    unwatched.event("sql", {"n": 1, "text": "SELECT 2"})
+    asyncio.run(flusher.flush_once())
+    watched.event("result", {"n": 1, "rows": [[1]]})
+    asyncio.run(flusher.flush_once())
+
+    assert [(w, first, [e[1:] for e in batch]) for w, first, batch in published] == [
+        (watched, 1, [("sql", {"n": 1, "text": "SELECT 1"})]),
+        (watched, 2, [("result", {"n": 1, "rows": [[1]]})]),
+    ]
+    lines = watched.path.read_bytes().splitlines()
+    assert json.loads(lines[2])[1] == "result"  # line 2 of the file, as published
+    assert flusher.writer_for(watched.session_id) is watched
+    assert flusher.writer_for(str(uuid.uuid4())) is None
+
+
+def test_it_stops_publishing_when_the_watch_lease_runs_out(tmp_path):
+    writer = make_writer(tmp_path)
+    published = []
+    flusher = RecordingFlusher(1.0, on_watched_batch=lambda *args: published.append(args))
+    flusher.register(writer)
+    writer.watch(0)
+    writer.event("sql", {"n": 1, "text": "SELECT 1"})
+    asyncio.run(flusher.flush_once())
+
+    assert not writer.watched and published == []
+    assert events_in(writer.path)[0][1] == "sql"
+
+
+def test_it_keeps_writing_when_publishing_fails(tmp_path, caplog):
+    writer = make_writer(tmp_path)
+
+    def broken(*args):
+        raise RuntimeError("channel layer down")
+
+    flusher = RecordingFlusher(1.0, on_watched_batch=broken)
+    flusher.register(writer)
+    writer.watch(30)
+    writer.event("sql", {"n": 1, "text": "SELECT 1"})
+    asyncio.run(flusher.flush_once())
+
+    assert events_in(writer.path)[0][1:3] == ["sql", {"n": 1, "text": "SELECT 1"}]
+    assert "Could not publish a batch" in caplog.text
+
+
+def test_it_keeps_distinct_statements_for_search_up_to_a_cap(tmp_path):
+    writer = make_writer(tmp_path)
+    writer.event("sql", {"n": 1, "text": "SELECT * FROM orders"})
+    writer.event("result", {"n": 1, "rows": []})
+    writer.event("sql", {"n": 2, "text": "SELECT * FROM orders"})
+    writer.event("sql", {"n": 3, "text": "DELETE FROM carts WHERE id = $1"})
+    for n in range(4, 2000):
+        writer.event("sql", {"n": n, "text": f"SELECT {'x' * 100} AS c{n}"})
+    writer.flush_now()
+
+    lines = writer.search_text.split("\n")
+    assert lines[:2] == ["SELECT * FROM orders", "DELETE FROM carts WHERE id = $1"]
+    assert len(writer.search_text) <= SEARCH_TEXT_MAX_CHARS
+    assert len(lines) < 200

@@ -24,7 +24,9 @@ CATALOG_SECONDS = 30.0
 
 
 class SessionHandle(Protocol):
-    """What the directory returns for an open session: a recording sink."""
+    """What the directory returns for an open session: its recording's id and sink."""
+
+    public_id: str
 
     def record(self, kind: str, data: object) -> None: ...
 
@@ -135,6 +137,16 @@ class PgGateway:
 
     def live_sessions(self) -> list[PgClientSession]:
         return [session for _secret, session in self.sessions.values()]
+
+    def terminate_session(self, public_id: str, by: str, reason: str) -> bool:
+        """End the session recorded as `public_id` if this node holds it; the recording says who and why."""
+        for client in self.live_sessions():
+            handle = client.session
+            if handle is not None and handle.public_id == public_id:
+                handle.record("terminated", {"by": by, "reason": reason})
+                client.terminate(f"terminated by {by}: {reason}")
+                return True
+        return False
 
     async def shutdown(self, reason: str) -> None:
         """Stop accepting, end every live session, close pooled connections."""
