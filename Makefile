@@ -14,7 +14,6 @@ PG ?= 127.0.0.1:15432
 
 run: venv
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG)
 

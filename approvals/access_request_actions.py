@@ -25,6 +25,8 @@ from approvals.feed_events import publish_access_event
 from approvals.models import COMMENT_MAX_LENGTH, MIN_ACCESS_SECONDS, REASON_MAX_LENGTH, AccessRequest
 from connections.access import access_connection, connections_for
 from connections.models import Connection, ServiceAccount
+from gateway_site.public_ids import parse_public_id
+from recordings.actions import request_session_end
 from recordings.models import Session
 
 logger = logging.getLogger(__name__)
@@ -143,15 +145,6 @@ def _refuse_if_allowed(user, connection: Connection, who: str) -> None:
     raise AccessRefused(f"{who} may already connect to {connection.name}; there is nothing to ask for")
 
 
-def _parse_id(public_id: str | uuid.UUID) -> uuid.UUID | None:
-    if isinstance(public_id, uuid.UUID):
-        return public_id
-    try:
-        return uuid.UUID(str(public_id))
-    except ValueError:
-        return None
-
-
 def _not_found(public_id) -> AccessRequest.DoesNotExist:
     # One message for "missing", "malformed" and "forbidden", so nobody can probe request ids.
     return AccessRequest.DoesNotExist(f"no access request {public_id}")
@@ -159,7 +152,7 @@ def _not_found(public_id) -> AccessRequest.DoesNotExist:
 
 def _locked(public_id) -> AccessRequest:
     """The request row, locked until the transaction ends, so concurrent decisions and expiry serialize."""
-    parsed = _parse_id(public_id)
+    parsed = parse_public_id(public_id)
     if parsed is None:
         raise _not_found(public_id)
     rows = AccessRequest.objects.select_for_update(of=("self",)).select_related("connection", "requester", "account")
@@ -309,9 +302,6 @@ def end_sessions_under_grant(grant: AccessRequest, by: str, reason: str) -> list
     session_ids = sessions_under_grant(grant)
     if not session_ids:
         return []
-    # Imported here: recordings' terminate path builds on the channel layer, which actions need not load.
-    from recordings.actions import request_session_end
-
     request_session_end(session_ids, by=by, reason=reason)
     logger.info("ending %d session(s) of access grant %s: %s", len(session_ids), grant.public_id, reason)
     return session_ids
@@ -328,7 +318,7 @@ def access_requests_for(user) -> QuerySet[AccessRequest]:
 
 def get_access_request(user, public_id: str | uuid.UUID) -> AccessRequest:
     """The access funnel for one request: raises AccessRequest.DoesNotExist when missing, malformed or not visible."""
-    parsed = _parse_id(public_id)
+    parsed = parse_public_id(public_id)
     if parsed is None:
         raise _not_found(public_id)
     try:

@@ -9,7 +9,6 @@ decide looks exactly like a missing one.
 
 import logging
 import math
-import uuid
 from datetime import timedelta
 
 from django.db import transaction
@@ -19,6 +18,7 @@ from approvals.feed_events import publish_review_event
 from approvals.models import DECIDED_BY_MAX_LENGTH, RULE_MAX_LENGTH, Review, ReviewDecision
 from connections.access import access_connection
 from connections.models import Connection, ServiceAccount
+from gateway_site.public_ids import parse_public_id
 from recordings.models import Session
 
 logger = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ class ReviewRefused(ValueError):
     """A decision the actor may see but not make: four eyes, a second vote, or a review already settled."""
 
 
-def _parse_id(review_public_id: str | uuid.UUID) -> uuid.UUID | None:
-    if isinstance(review_public_id, uuid.UUID):
-        return review_public_id
-    try:
-        return uuid.UUID(str(review_public_id))
-    except ValueError:
-        return None
-
-
 def _not_found(review_public_id) -> Review.DoesNotExist:
     # One message for "missing", "malformed" and "forbidden", so nobody can probe review ids.
     return Review.DoesNotExist(f"no review {review_public_id}")
@@ -49,7 +40,7 @@ def _not_found(review_public_id) -> Review.DoesNotExist:
 
 def _locked_review(review_public_id) -> Review:
     """The review row, locked until the transaction ends, so concurrent votes and timeouts serialize."""
-    public_id = _parse_id(review_public_id)
+    public_id = parse_public_id(review_public_id)
     if public_id is None:
         raise _not_found(review_public_id)
     rows = Review.objects.select_for_update(of=("self",)).select_related("connection", "account", "session")
@@ -82,7 +73,7 @@ def do_request_review(
     if not 1 <= approvals_required <= MAX_APPROVALS:
         raise ValueError(f"a review needs 1 to {MAX_APPROVALS} approvals, not {approvals_required!r}")
     session_id = None
-    if session_public_id is not None and (public_id := _parse_id(session_public_id)) is not None:
+    if session_public_id is not None and (public_id := parse_public_id(session_public_id)) is not None:
         session_id = Session.objects.filter(public_id=public_id).values_list("id", flat=True).first()
     now = timezone.now()
     review = Review.objects.create(
@@ -222,7 +213,7 @@ def review_outcome(review_public_id: str) -> tuple[str, str, str] | None:
     id reads as denied (MISSING_OUTCOME), so a held statement never waits on
     a review that cannot be decided.
     """
-    public_id = _parse_id(review_public_id)
+    public_id = parse_public_id(review_public_id)
     if public_id is None:
         return MISSING_OUTCOME
     try:

@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from approvals.models import AccessRequest, Review, ReviewDecision
-from gateway_site.public_id_search import PublicIdSearchMixin
+from gateway_site.public_ids import PublicIdSearchMixin
 
 
 class ReadOnlyAdminMixin:

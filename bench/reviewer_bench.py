@@ -405,10 +405,11 @@ def last_session_id(setup: Setup) -> int:
 
 
 def settle(pid: int, timeout: float = 15.0) -> None:
-    """Wait until a process tree (this script, the Playwright driver, Chromium) is nearly idle.
+    """Wait until a process tree (this script's: the gateway node, the Playwright driver, Chromium) is nearly idle.
 
-    A freshly started browser, or one tearing down a long live page, works on
-    for seconds; a run must not start while it competes for the cores.
+    A freshly started browser, one tearing down a long live page, or a node
+    sealing the last run's recordings works on for seconds; a run must not
+    start while they compete for the cores.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -432,13 +433,15 @@ def pgbench_run(setup: Setup, watcher: BrowserWatcher, seconds: int, watched: bo
             while process.poll() is None:
                 watcher.pump(0.2)
         outcome = finish_pgbench(process, seconds)
-    gateway_cpu, watcher_cpu = tree_cpu_seconds(gateway_pid), tree_cpu_seconds(os.getpid())
+    gateway_cpu, own_cpu = tree_cpu_seconds(gateway_pid), tree_cpu_seconds(os.getpid())
     if watched:
         watcher.idle()  # closes the websocket before the next run
         settle(os.getpid())
     per_transaction = (gateway_cpu - cpu_before[0]) / outcome.processed * 1e6 if outcome.processed else 0.0
     mode = "watched" if watched else "none"
-    return WatchRun(mode, outcome, per_transaction, watcher_cpu - cpu_before[1], tally, attached_after)
+    # The gateway is this script's child too: the watcher's side is the rest of this process tree.
+    watcher_cpu = (own_cpu - cpu_before[1]) - (gateway_cpu - cpu_before[0])
+    return WatchRun(mode, outcome, per_transaction, watcher_cpu, tally, attached_after)
 
 
 def measure_watch(

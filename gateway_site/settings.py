@@ -197,8 +197,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = GATEHOUSE_DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic made it
-# Serve the apps' static files as they are, so a node works without collectstatic having run.
-WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -11,6 +11,7 @@ import uuid
 from django.db.models import QuerySet
 
 from connections.access import connections_for
+from gateway_site.public_ids import parse_public_id
 from recordings.models import Session
 
 
@@ -31,10 +32,7 @@ def access_session(user, public_id: str | uuid.UUID, action: str = "view_session
     Raises Session.DoesNotExist, with one message, when the id is malformed,
     when no such session exists and when the user lacks the permission.
     """
-    try:
-        parsed = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
-    except ValueError:
-        parsed = None
+    parsed = parse_public_id(public_id)
     session = None
     if parsed is not None:
         visible = sessions_for(user, action).select_related("connection", "account")

@@ -7,7 +7,7 @@ admin offers no add, no delete and no edit of anything but `legal_hold`.
 from django.contrib import admin
 from django.http import HttpRequest
 
-from gateway_site.public_id_search import PublicIdSearchMixin
+from gateway_site.public_ids import PublicIdSearchMixin
 from recordings.models import Session
 
 

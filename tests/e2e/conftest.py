@@ -64,11 +64,6 @@ class Reviewer:
 # --- the node's web side ---------------------------------------------------------
 
 
-def collect_static(node: GatewayProcess) -> None:
-    """`collectstatic` into the node's data dir; whitenoise serves only what was collected when the node started."""
-    node.manage("collectstatic", "--noinput", check=True)
-
-
 def add_reviewer(node: GatewayProcess, *connections: str) -> Reviewer:
     """A new person on the node with `review` and `view_sessions` on `connections`."""
     username = unique_name("reviewer")

@@ -23,7 +23,6 @@ from tests.e2e.conftest import (
     add_reviewer,
     assert_not_reloaded,
     bot_psql,
-    collect_static,
     log_in,
     mark_page,
 )
@@ -51,7 +50,6 @@ def site(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory, browse
     with running_node(data_dir, pg_cluster, start=False) as node:
         reviewed = add_reviewed_connection(node, pg_cluster, tmp_path_factory.mktemp("e2e-policy"))
         reviewer = add_reviewer(node, node.connection_name, reviewed)
-        collect_static(node)
         node.start()
         yield Site(node, reviewed, reviewer, log_in(browser, node, reviewer))
 

@@ -19,7 +19,6 @@ from tests.e2e.conftest import (
     add_reviewer,
     assert_not_reloaded,
     bot_psql,
-    collect_static,
     log_in,
     mark_page,
 )
@@ -53,7 +52,6 @@ def two_nodes(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory, b
         ):
             reviewed = add_reviewed_connection(node_a, pg_cluster, tmp_path_factory.mktemp("e2e-two-nodes-policy"))
             reviewer = add_reviewer(node_a, node_a.connection_name, reviewed)
-            collect_static(node_a)
             node_a.start()
             node_b.start()
             yield TwoNodes(node_a, node_b, reviewed, reviewer, log_in(browser, node_b, reviewer))

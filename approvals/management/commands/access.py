@@ -15,10 +15,10 @@ from approvals.access_request_actions import (
     format_seconds,
     shown_status,
 )
-from approvals.management.commands.reviews import age, get_user, shorten
 from approvals.models import AccessRequest
 from connections.durations import DurationError, parse_duration
-from connections.management.command_output import format_table, validation_message
+from connections.management.command_output import age, format_table, shorten, validation_message
+from connections.management.command_users import get_user
 from connections.management.commands.agents import get_agent
 from connections.models import Connection
 

@@ -1,17 +1,15 @@
 """`manage.py reviews list|approve|deny`: held statements, decided from the command line as on the web page."""
 
-from datetime import datetime, timedelta
-
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from approvals.actions import ReviewRefused, do_decide_review
 from approvals.models import Review
+from approvals.review_access import shown_status
 from connections.access import connections_for
-from connections.management.command_output import format_table
+from connections.management.command_output import age, format_table, shorten
+from connections.management.command_users import get_user
 
-STATEMENT_WIDTH = 60
 DEFAULT_LIMIT = 50
 
 
@@ -81,32 +79,3 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Review {review.public_id} is {review.status} (by {review.decided_by}).")
-
-
-def get_user(username: str):
-    try:
-        return get_user_model().objects.get(username=username)
-    except get_user_model().DoesNotExist:
-        raise CommandError(f"no user named {username!r}") from None
-
-
-def shown_status(review: Review, now: datetime) -> str:
-    """A pending review past its deadline shows as expired: that is what deciding it would find."""
-    if review.status == Review.Status.PENDING and review.expires_at <= now:
-        return Review.Status.EXPIRED
-    return review.status
-
-
-def age(since: datetime, now: datetime) -> str:
-    """How long ago, in the largest whole unit: 42s, 7m, 3h, 12d."""
-    seconds = max(0, int((now - since) / timedelta(seconds=1)))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def shorten(statement: str) -> str:
-    """One line of at most STATEMENT_WIDTH characters."""
-    line = " ".join(statement.split())
-    return line if len(line) <= STATEMENT_WIDTH else line[: STATEMENT_WIDTH - 1] + "…"

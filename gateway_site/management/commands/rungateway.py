@@ -8,6 +8,7 @@ import gc
 import logging
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_site.tls import ensure_certificate
@@ -48,6 +49,8 @@ class Command(BaseCommand):
         if interrupted:
             logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
         ensure_certificate()  # made once here, not raced by the workers
+        # Whitenoise serves what was collected when the app loads: collect first, so no node serves bare pages.
+        call_command("collectstatic", interactive=False, verbosity=0)
         worker_pids = fork_pg_workers(workers, pg_address) if pg_address else []
         try:
             run_node(http_host, http_port, pg_address, workers)

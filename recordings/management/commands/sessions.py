@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from approvals.management.commands.reviews import age, get_user
-from connections.management.command_output import format_table
+from connections.management.command_output import age, format_table
+from connections.management.command_users import get_user
 from recordings.actions import SessionNotLive, do_terminate_session
 from recordings.models import Session
 
