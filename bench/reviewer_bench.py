@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -151,7 +151,7 @@ def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
         )
         if init.returncode != 0:
             raise BenchError(f"pgbench -i failed: {init.stderr.strip()}")
-        log("setting up the gateway node (connections, policy, reviewer, static files) ...")
+        log("setting up the gateway node (connections, policy, reviewer) ...")
         gateway_dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-web-"))
         stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
         gateway = stack.enter_context(GatewayProcess(gateway_dir))
@@ -159,7 +159,6 @@ def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
         add_reviewed_connection(gateway, cluster, gateway_dir / "review-policy.yaml")
         password = uuid.uuid4().hex
         gateway.manage("shell", "-c", REVIEWER_SCRIPT, env=reviewer_env(password), check=True)
-        gateway.manage("collectstatic", "--noinput", "--verbosity", "0", check=True)  # the pages' htmx
         gateway.start()
         if not wait_for_port(HOST, gateway.http_port, 30, still_starting=lambda: gateway.running):
             raise BenchError(f"the gateway's HTTP port did not open:\n{gateway.log_tail()}")
@@ -187,7 +186,7 @@ def add_reviewed_connection(gateway: GatewayProcess, cluster: PgCluster, policy_
 
 def node_rows(setup: Setup, query: str, params: tuple = ()) -> list[tuple]:
     """Rows from the node's SQLite database, opened read-only (the node keeps writing it)."""
-    with sqlite3.connect(f"file:{setup.database}?mode=ro", uri=True, timeout=20) as conn:
+    with closing(sqlite3.connect(f"file:{setup.database}?mode=ro", uri=True, timeout=20)) as conn:
         return conn.execute(query, params).fetchall()
 
 
@@ -480,9 +479,9 @@ def _by_mode(runs: dict[str, list[WatchRun]], attribute: str, spec: str) -> str:
 
 
 def report_watch(runs: dict[str, list[WatchRun]], options: argparse.Namespace) -> list[str]:
+    """TPS by mode and the ratio, then what watching cost and what the watcher got."""
     medians = {mode: _median([r.pgbench.tps for r in mode_runs]) for mode, mode_runs in runs.items()}
     ratio = medians["watched"] / medians["none"] if medians["none"] else 0.0
-    watched = runs["watched"]
     lines = [
         f"2. pgbench -S -c {CLIENTS} -j {THREADS} through the gateway, {options.seconds} s per run,"
         f" {options.runs} runs of each interleaved (none, watched, ...)",
@@ -495,19 +494,26 @@ def report_watch(runs: dict[str, list[WatchRun]], options: argparse.Namespace) -
             f"   {mode:<8} median {medians[mode]:10.1f} tps   runs [{_each([r.pgbench.tps for r in mode_runs], '.1f')}]"
             f"   failed transactions {failed}"
         )
-    lines += [
-        f"   ratio watched/none {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})",
+    lines.append(f"   ratio watched/none {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})")
+    return lines + watch_cost_lines(runs, options.seconds)
+
+
+def watch_cost_lines(runs: dict[str, list[WatchRun]], seconds: int) -> list[str]:
+    """The gateway's CPU per transaction, the browser side's CPU, and what reached the watcher."""
+    cpu = {mode: _median([r.gateway_cpu_us for r in mode_runs]) for mode, mode_runs in runs.items()}
+    bound = f"{cpu['none'] / cpu['watched']:.2f}" if cpu["watched"] else "n/a"
+    watched = runs["watched"]
+    return [
         "   gateway CPU per transaction, user + system, median (us): " + _by_mode(runs, "gateway_cpu_us", ".1f"),
+        f"   (were the gateway's CPU the only limit, watched/none would be about {bound}: none/watched CPU)",
         "   watcher side CPU per run (Chromium, Playwright driver, this script), median (s): "
         + _by_mode(runs, "watcher_cpu_s", ".2f"),
-        f"   watcher attached after (s): [{_each([r.attached_after for r in watched], '.2f')}]"
-        f" of each {options.seconds} s run",
+        f"   watcher attached after (s): [{_each([r.attached_after for r in watched], '.2f')}] of each {seconds} s run",
         f"   watcher received per run: frames [{_each([r.tally.frames for r in watched], 'd')}],"
         f" events shown [{_each([r.tally.events for r in watched], 'd')}],"
         f" events skipped as too fast [{_each([r.tally.skipped for r in watched], 'd')}],"
         f" KiB [{_each([r.tally.bytes / 1024 for r in watched], '.0f')}]",
     ]
-    return lines
 
 
 # --- 3. the sessions list ------------------------------------------------------------------
@@ -623,7 +629,7 @@ def report_problems(setup: Setup, runs: dict[str, list[WatchRun]]) -> list[str]:
     return ["problems:", *lines] if lines else ["problems: none (no client errors, no errors in the gateway log)"]
 
 
-def setup_lines(options: argparse.Namespace) -> list[str]:
+def setup_lines() -> list[str]:
     return [
         f"setup: one gateway node with its defaults (SQLite, in-memory channel layer, recording on, pool on);"
         f" pgbench scale {SCALE}; clients use sslmode=require and SCRAM;",
@@ -651,7 +657,7 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
             "",
             "=== Gatehouse reviewer web app benchmark ===",
             *header,
-            *setup_lines(options),
+            *setup_lines(),
             "",
             *report_approvals(approvals),
             "",
