@@ -294,9 +294,8 @@ def measure_approvals(setup: Setup, client: ReviewerClient, count: int, log: Cal
     dsn = setup.gateway.dsn(dbname=REVIEWED_CONNECTION, sslmode="require")
     approvals = []
     seen: set[str] = set()
-    # No prepared statements: the gateway judges a statement at Parse, so once a named statement's Parse is
-    # approved, its later Bind/Execute runs unheld (psycopg prepares from the 6th run of the same SQL).
-    with psycopg.connect(dsn, autocommit=True, application_name="bench-held-bot", prepare_threshold=None) as conn:
+    # psycopg prepares the statement from its 6th run on: each Bind of it is held for review like a Parse.
+    with psycopg.connect(dsn, autocommit=True, application_name="bench-held-bot") as conn:
         for number in range(WARMUP_REVIEWS + count):
             approval = approve_one(setup, client, conn, number, seen)
             if number >= WARMUP_REVIEWS:

@@ -394,7 +394,8 @@ def test_it_leaves_unguarded_connections_alone(connect) -> None:
     assert conn.execute("SELECT 'canary.alice@example.com'").fetchone() == ("canary.alice@example.com",)
 
 
-def test_it_applies_a_changed_policy_to_live_sessions(gateway, guarded, pg_cluster, app_name, tmp_path) -> None:
+def _unguarded_connection(gateway: GatewayProcess, guarded: Guarded, pg_cluster: PgCluster) -> str:
+    """A new connection to the guarded database, with no policy yet, that the bot may use."""
     name = unique_name("live")
     gateway.manage(
         *("connections", "add", name, "--kind", "postgres", "--host", pg_cluster.host),
@@ -404,6 +405,11 @@ def test_it_applies_a_changed_policy_to_live_sessions(gateway, guarded, pg_clust
         check=True,
     )
     gateway.manage("agents", "grant", gateway.agent_name, name, check=True)
+    return name
+
+
+def test_it_applies_a_changed_policy_to_live_sessions(gateway, guarded, pg_cluster, app_name, tmp_path) -> None:
+    name = _unguarded_connection(gateway, guarded, pg_cluster)
     email = CANARIES["email"]
     policy = PolicySpec(
         name=unique_name("live-policy"),
@@ -422,3 +428,32 @@ def test_it_applies_a_changed_policy_to_live_sessions(gateway, guarded, pg_clust
         policy_file.write_text(policy_file_yaml([PolicyEntry(policy, "", ())]))  # detach: no policy
         gateway.manage("policies", "apply", str(policy_file), check=True)
         assert poll(lambda: conn.execute("SELECT %s::text", (email,)).fetchone() == (email,), timeout=15)
+
+
+def test_it_judges_each_execution_of_a_prepared_statement_by_the_current_policy(
+    gateway, guarded, pg_cluster, app_name, tmp_path
+) -> None:
+    name = _unguarded_connection(gateway, guarded, pg_cluster)
+    statement = "SELECT 'gatehouse_marker', %s::int"
+    policy = PolicySpec(
+        name=unique_name("prepared-policy"),
+        guardrails=(GuardrailRule("no-marker", "deny", GuardrailMatch(regex="gatehouse_marker")),),
+    )
+    policy_file = tmp_path / "prepared.yaml"
+    with psycopg.connect(gateway.dsn(dbname=name), application_name=app_name, autocommit=True) as conn:
+        assert conn.execute(statement, (1,), prepare=True).fetchone() == ("gatehouse_marker", 1)
+        policy_file.write_text(policy_file_yaml([PolicyEntry(policy, "", (name,))]))
+        gateway.manage("policies", "apply", str(policy_file), check=True)
+
+        def denied() -> bool:
+            try:
+                conn.execute(statement, (2,), prepare=True)  # a Bind of the statement prepared before
+            except errors.InsufficientPrivilege as exc:
+                assert 'rule "no-marker"' in str(exc)
+                return True
+            return False
+
+        assert poll(denied, timeout=15), "the prepared statement still ran under the new policy"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with conn.transaction():
+            conn.execute("SELECT 2")

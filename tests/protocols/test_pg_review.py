@@ -157,6 +157,22 @@ def test_it_withdraws_the_review_when_the_client_cancels(gateway, reviewed, app_
     assert listed, _review_line(gateway, review_id)
 
 
+def test_it_reviews_every_execution_of_a_prepared_statement(gateway, reviewed, app_name, table_name) -> None:
+    statement = f"CREATE TABLE IF NOT EXISTS {table_name} (id int)"
+    conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
+    with conn:
+        first = in_background(lambda: conn.execute(statement, prepare=True))  # Parse, then Bind: one review
+        approved = gateway.manage("reviews", "approve", pending_review(gateway), "--as", reviewed.reviewer)
+        assert approved.returncode == 0, approved.stderr
+        first()
+        again = in_background(lambda: conn.execute(statement, prepare=True))  # Bind of the prepared statement alone
+        denied = gateway.manage("reviews", "deny", pending_review(gateway), "--as", reviewed.reviewer)
+        assert denied.returncode == 0, denied.stderr
+        with pytest.raises(errors.InsufficientPrivilege, match=f"denied in review by {reviewed.reviewer}"):
+            again()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def _review_line(gateway: GatewayProcess, review_id: str) -> str:
     listed = gateway.manage("reviews", "list", check=True).stdout
     return next((line for line in listed.splitlines() if line.startswith(review_id)), "")

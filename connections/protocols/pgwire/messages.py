@@ -139,6 +139,17 @@ def parse(name: str, text: str) -> bytes:
     return message(b"P", cstring(name) + cstring(text) + b"\0\0")
 
 
+def bind(portal: str, statement: str) -> bytes:
+    """A Bind message with no parameters and default result formats."""
+    return message(b"B", cstring(portal) + cstring(statement) + b"\0\0\0\0\0\0")
+
+
+def bind_statement(payload: bytes) -> str:
+    """The prepared statement a Bind message's payload names (its second string)."""
+    _portal, pos = read_cstring(payload, 0)
+    return read_cstring(payload, pos)[0]
+
+
 def describe_portal(name: str) -> bytes:
     return message(b"D", b"P" + cstring(name))
 

@@ -25,10 +25,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 from .messages import (
     Column,
+    bind,
+    bind_statement,
     describe_portal,
     error_response,
     format_for,
@@ -53,7 +56,11 @@ DESCRIPTION_CACHE_SIZE = 256
 # aborted on both sides) and we only swap its ErrorResponse for ours.
 DENIED_SQL = "GATEHOUSE DENIED"
 DENIED_SQLSTATE = "42501"  # insufficient_privilege
-JUDGED = (b"Q", b"P", b"F")
+# Bind is judged too: a prepared statement runs again with every Bind, perhaps under a newer policy,
+# and a reviewer's approval of its Parse covers one execution, not all that follow.
+JUDGED = (b"Q", b"P", b"F", b"B")
+# What a denied Bind names instead of its statement: no such statement, so the server fails it.
+DENIED_STATEMENT = "gatehouse denied"
 
 
 class MaskingFailed(Exception):
@@ -177,6 +184,7 @@ class StatementTracker:
         self.max_bytes = max_bytes
         self.owed: deque[tuple[str, object]] = deque()
         self.statements: dict[str, str] = {}
+        self.approved_statement: str | None = None  # a reviewed Parse whose next Bind is covered
         self.statement_columns: dict[str, Described] = {}
         self.portals: dict[str, tuple[str, list[object], list[int]]] = {}
         self.portal_columns: dict[str, Described] = {}
@@ -244,6 +252,8 @@ class StatementTracker:
     def allow(self, kind: bytes, payload: bytes, verdict) -> bytes | None:
         """Track a held message that a reviewer approved; returns what `from_client` would."""
         self._record_verdict(verdict, text=self._text_of(kind, payload))
+        if kind == b"P":  # the approval covers the statement's next Bind: one execution
+            self.approved_statement = read_cstring(payload, 0)[0]
         return self._track(kind, payload)
 
     def deny(self, kind: bytes, payload: bytes, verdict) -> bytes:
@@ -255,6 +265,10 @@ class StatementTracker:
             self._record_verdict(verdict, text=self._text_of(kind, payload))
             self.owed.append((Pending.DENIED, verdict))
             return parse_message(name, DENIED_SQL)
+        if kind == b"B":
+            self._record_verdict(verdict, text=self._text_of(kind, payload))
+            self.owed.append((Pending.DENIED, verdict))
+            return bind("", DENIED_STATEMENT)
         # A Query, or a FunctionCall (which cannot be made to fail): the server rejects a query instead.
         execution = self._start(self._text_of(kind, payload), None)
         execution.denied = verdict
@@ -265,15 +279,25 @@ class StatementTracker:
     def _judge(self, kind: bytes, payload: bytes):
         if kind == b"Q":
             return self.policy.check(self._text_of(kind, payload))
+        if kind == b"B":
+            return self._judge_bind(bind_statement(payload))
         if kind == b"P":
             name, pos = read_cstring(payload, 0)
             return self.policy.check_parse(name, read_cstring(payload, pos)[0])
         return self.policy.check_function_call(parse_function_call(payload).function_oid)
 
-    @staticmethod
-    def _text_of(kind: bytes, payload: bytes) -> str:
+    def _judge_bind(self, name: str):
+        verdict = self.policy.check(self.statements.get(name, ""))
+        if verdict.action == "review" and name == self.approved_statement:
+            self.approved_statement = None
+            return replace(verdict, action="allow")
+        return verdict
+
+    def _text_of(self, kind: bytes, payload: bytes) -> str:
         if kind == b"Q":
             return payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
+        if kind == b"B":
+            return self.statements.get(bind_statement(payload), "")
         if kind == b"P":
             _name, pos = read_cstring(payload, 0)
             return read_cstring(payload, pos)[0]
