@@ -29,7 +29,7 @@ LIVE_BLOCKS = (
 def live_context(user) -> dict:
     """What the live blocks show `user`: only sessions it may view and reviews it may decide."""
     now = timezone.now()
-    visible = sessions_for(user).select_related("connection", "account").order_by("-started_at", "-id")
+    visible = sessions_for(user).prefetch_related("connection", "account").order_by("-started_at", "-id")
     return {
         "live_sessions": list(visible.filter(status=Session.Status.LIVE)[:LIVE_SESSIONS_SHOWN]),
         "pending_reviews": list(pending_reviews_for(user, now).order_by("created_at", "id")[:PENDING_REVIEWS_SHOWN]),

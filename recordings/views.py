@@ -107,13 +107,14 @@ def session_page(sessions: QuerySet[Session], cursor: Cursor | None) -> tuple[li
         has_newer, has_older = False, len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
     elif cursor.direction == "older":
+        # The leading bound restates the OR so that an index range on started_at serves it.
         before = Q(started_at__lt=cursor.started_at) | Q(started_at=cursor.started_at, id__lt=cursor.id)
-        rows = list(sessions.filter(before).order_by("-started_at", "-id")[: PAGE_SIZE + 1])
+        rows = list(sessions.filter(before, started_at__lte=cursor.started_at).order_by("-started_at", "-id")[: PAGE_SIZE + 1])
         has_newer, has_older = True, len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
     else:
         after = Q(started_at__gt=cursor.started_at) | Q(started_at=cursor.started_at, id__gt=cursor.id)
-        rows = list(sessions.filter(after).order_by("started_at", "id")[: PAGE_SIZE + 1])
+        rows = list(sessions.filter(after, started_at__gte=cursor.started_at).order_by("started_at", "id")[: PAGE_SIZE + 1])
         has_newer, has_older = len(rows) > PAGE_SIZE, True
         rows = rows[:PAGE_SIZE][::-1]
     newer = Cursor("newer", rows[0].started_at, rows[0].id).encode() if rows and has_newer else ""
@@ -127,7 +128,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context = {"filters": filters, "connections": sorted(connection_ids), "statuses": Session.Status.choices}
     if not filters.is_valid():
         return render(request, "recordings/session_list.html", context | {"sessions": []}, status=400)
-    visible = filters.apply(sessions_for(request.user), connection_ids).select_related("connection", "account")
+    visible = filters.apply(sessions_for(request.user), connection_ids).prefetch_related("connection", "account")
     cursor = Cursor.decode(request.GET.get("cursor", ""))
     sessions, newer, older = session_page(visible, cursor)
     query = request.GET.copy()
