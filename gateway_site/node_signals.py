@@ -6,7 +6,8 @@ holds the session acts, the others ignore it:
 - `pg.cancel`: a client's CancelRequest arrived on a fresh connection, which a
   load balancer may hand to any node;
 - `session.watch`: a reviewer watches a session, so its node publishes its
-  recording batches to the session's group for a while (a renewable lease);
+  recording batches to the session's group for a while (a renewable lease;
+  `publish_watched_batch` is the flusher's hook, see watch_publisher);
 - `session.terminate`: a reviewer, or an expired access grant, ends a session.
 
 Termination is also read from the database every TERMINATION_POLL_SECONDS
@@ -23,15 +24,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from connections.protocols.pgwire.gateway import PgGateway
-from gateway_site.broadcast import NODES_GROUP, session_group
+from gateway_site.broadcast import NODES_GROUP
+from gateway_site.watch_publisher import WatchPublisher
 from recordings.models import Session
-from recordings.writer import RecordingFlusher, RecordingWriter
+from recordings.writer import RecordingFlusher
 
 logger = logging.getLogger(__name__)
 
 WATCH_LEASE_SECONDS = 30.0
-# A watcher sees at most this many events per flush; the rest are counted as skipped (the replay has them).
-WATCH_BATCH_MAX = 50
 TERMINATION_POLL_SECONDS = 2.0
 
 
@@ -43,6 +43,7 @@ class NodeSignals:
         self.flusher = flusher
         self.layer = get_channel_layer()
         self.channel = ""
+        self.publish_watched_batch = WatchPublisher(self.layer)
         self._tasks: list[asyncio.Task] = []
         self._handlers = {
             "pg.cancel": self._on_cancel,
@@ -66,17 +67,6 @@ class NodeSignals:
         """The engine's forward_cancel hook: tell every other node."""
         message = {"type": "pg.cancel", "pid": pid, "secret": secret, "origin": self.channel}
         asyncio.ensure_future(self.layer.group_send(NODES_GROUP, message))
-
-    def publish_watched_batch(self, writer: RecordingWriter, first_line: int, batch: list) -> None:
-        """The flusher's on_watched_batch hook: send a watched session's new events to its watchers."""
-        shown = batch[:WATCH_BATCH_MAX]
-        message = {
-            "type": "session.events",
-            "first_line": first_line,
-            "events": [[t, kind, data] for t, kind, data in shown],
-            "skipped": len(batch) - len(shown),
-        }
-        asyncio.ensure_future(self.layer.group_send(session_group(writer.session_id), message))
 
     async def _receive_forever(self) -> None:
         while True:

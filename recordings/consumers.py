@@ -25,7 +25,7 @@ from recordings.replay import live_rows, parse_event
 
 logger = logging.getLogger(__name__)
 
-HISTORY_EVENTS = 500
+HISTORY_EVENTS = 200
 WATCH_RENEW_SECONDS = 10.0
 CLOSE_FORBIDDEN = 4403
 

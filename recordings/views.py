@@ -107,14 +107,16 @@ def session_page(sessions: QuerySet[Session], cursor: Cursor | None) -> tuple[li
         has_newer, has_older = False, len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
     elif cursor.direction == "older":
-        # The leading bound restates the OR so that an index range on started_at serves it.
+        # Each leading bound restates its OR, so that an index range on started_at serves it.
         before = Q(started_at__lt=cursor.started_at) | Q(started_at=cursor.started_at, id__lt=cursor.id)
-        rows = list(sessions.filter(before, started_at__lte=cursor.started_at).order_by("-started_at", "-id")[: PAGE_SIZE + 1])
+        older_rows = sessions.filter(before, started_at__lte=cursor.started_at).order_by("-started_at", "-id")
+        rows = list(older_rows[: PAGE_SIZE + 1])
         has_newer, has_older = True, len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
     else:
         after = Q(started_at__gt=cursor.started_at) | Q(started_at=cursor.started_at, id__gt=cursor.id)
-        rows = list(sessions.filter(after, started_at__gte=cursor.started_at).order_by("started_at", "id")[: PAGE_SIZE + 1])
+        newer_rows = sessions.filter(after, started_at__gte=cursor.started_at).order_by("started_at", "id")
+        rows = list(newer_rows[: PAGE_SIZE + 1])
         has_newer, has_older = len(rows) > PAGE_SIZE, True
         rows = rows[:PAGE_SIZE][::-1]
     newer = Cursor("newer", rows[0].started_at, rows[0].id).encode() if rows and has_newer else ""

@@ -12,8 +12,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from guardian.shortcuts import remove_perm
 
-from gateway_site.node_signals import WATCH_BATCH_MAX, NodeSignals
+from gateway_site.node_signals import NodeSignals
 from gateway_site.routing import websocket_urlpatterns
+from gateway_site.watch_publisher import BATCH_MAX
 from recordings.writer import RecordingFlusher
 
 RECEIVE_TIMEOUT = 5
@@ -109,7 +110,7 @@ def test_it_caps_a_large_batch_and_says_how_many_were_skipped(personas, live_ses
         communicator = watcher(personas.reviewer, session.public_id)
         await communicator.connect()
         await until_watched(writer)
-        for n in range(1, WATCH_BATCH_MAX + 21):
+        for n in range(1, BATCH_MAX + 21):
             writer.event("sql", {"n": n, "text": f"SELECT {n}"})
         await flusher.flush_once()
         received = await received_until(communicator, "skipped")
@@ -119,8 +120,8 @@ def test_it_caps_a_large_batch_and_says_how_many_were_skipped(personas, live_ses
 
     received = asyncio.run(scenario())
 
-    assert f">SELECT {WATCH_BATCH_MAX}</pre>" in received
-    assert f">SELECT {WATCH_BATCH_MAX + 1}</pre>" not in received
+    assert f">SELECT {BATCH_MAX}</pre>" in received
+    assert f">SELECT {BATCH_MAX + 1}</pre>" not in received
     assert "20 events came faster than they could be shown" in received
 
 

@@ -120,6 +120,15 @@
   });
   document.addEventListener("htmx:oobAfterSwap", reselect);
 
+  // Live watch keeps the newest rows only: a busy session must not grow the page (and its layout) without bound.
+  var LIVE_ROWS_KEPT = 200;
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    var body = document.getElementById("live-events");
+    while (body && body.rows.length > LIVE_ROWS_KEPT) {
+      body.deleteRow(0);
+    }
+  });
+
   function startPlayers() {
     if (!window.AsciinemaPlayer) {
       return;
