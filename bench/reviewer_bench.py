@@ -9,10 +9,11 @@ in-memory channel layer, recording on), then measures, in one run:
    CSRF as the page does it). Timed from sending the POST to the bot's rows
    arriving: p50, p95, min, max;
 2. pgbench -S (8 clients, 2 threads) through the gateway, runs interleaved
-   with no watcher and with one real watcher: headless Chromium logged in as
-   the reviewer, on the page of one of pgbench's live sessions (its htmx
-   websocket connects /ws/sessions/<uuid>/watch/). Medians, the ratio
-   watched/none, and what the watcher received;
+   with no watcher and with one watcher of one of pgbench's live sessions:
+   a plain websocket client on /ws/sessions/<uuid>/watch/ (the gateway's own
+   cost of a watcher), and headless Chromium logged in as the reviewer on
+   the session's page (a browser on the same two cores as everything else).
+   Medians, each ratio to none, and what the watcher received;
 3. the sessions list with 100,000 sessions in the node's database: the
    first page, a filtered page, text searches and the second page, p50 each.
 
@@ -50,7 +51,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are not on the path otherwise
 
 from pg_bench import BenchError, PgbenchRun, Target, load_average, tree_cpu_seconds  # noqa: E402
-from reviewer_web import BrowserWatcher, ReviewerClient, WatchTally, WebError, form_token  # noqa: E402
+from reviewer_web import (  # noqa: E402
+    BrowserWatcher,
+    ReviewerClient,
+    SocketWatcher,
+    WatchTally,
+    WebError,
+    form_token,
+)
 
 from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
 from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
@@ -417,8 +425,9 @@ def settle(pid: int, timeout: float = 15.0) -> None:
             return
 
 
-def pgbench_run(setup: Setup, watcher: BrowserWatcher, seconds: int, watched: bool) -> WatchRun:
-    """One pgbench -S run; with `watched`, the browser watches one of its sessions from the first moment it can."""
+def pgbench_run(setup: Setup, watcher, seconds: int, mode: str) -> WatchRun:
+    """One pgbench -S run; with a `watcher`, it watches one of its sessions from the first moment it can."""
+    watched = watcher is not None
     gateway_pid = setup.gateway.process.pid
     after_id = last_session_id(setup)
     cpu_before = tree_cpu_seconds(gateway_pid), tree_cpu_seconds(os.getpid())
@@ -436,23 +445,23 @@ def pgbench_run(setup: Setup, watcher: BrowserWatcher, seconds: int, watched: bo
         watcher.idle()  # closes the websocket before the next run
         settle(os.getpid())
     per_transaction = (gateway_cpu - cpu_before[0]) / outcome.processed * 1e6 if outcome.processed else 0.0
-    mode = "watched" if watched else "none"
     # The gateway is this script's child too: the watcher's side is the rest of this process tree.
     watcher_cpu = (own_cpu - cpu_before[1]) - (gateway_cpu - cpu_before[0])
     return WatchRun(mode, outcome, per_transaction, watcher_cpu, tally, attached_after)
 
 
 def measure_watch(
-    setup: Setup, watcher: BrowserWatcher, options: argparse.Namespace, log: Callable[[str], None]
+    setup: Setup, watchers: dict[str, object], options: argparse.Namespace, log: Callable[[str], None]
 ) -> dict[str, list[WatchRun]]:
-    """A warm-up, then RUNS pairs of pgbench runs: none, watched, none, watched, ..."""
+    """A warm-up, then RUNS rounds of pgbench runs: none, then each watcher (socket, browser), ..."""
     settle(os.getpid())
     with running_pgbench(setup.pgbench, options.warmup) as process:
         finish_pgbench(process, options.warmup)
-    runs: dict[str, list[WatchRun]] = {"none": [], "watched": []}
+    modes = {"none": None, **watchers}
+    runs: dict[str, list[WatchRun]] = {mode: [] for mode in modes}
     for number in range(1, options.runs + 1):
-        for watched in (False, True):
-            run = pgbench_run(setup, watcher, options.seconds, watched)
+        for mode, watcher in modes.items():
+            run = pgbench_run(setup, watcher, options.seconds, mode)
             runs[run.mode].append(run)
             seen = f"  watcher: {run.tally.frames} frames, {run.tally.events} events" if run.tally else ""
             log(
@@ -478,14 +487,13 @@ def _by_mode(runs: dict[str, list[WatchRun]], attribute: str, spec: str) -> str:
 
 
 def report_watch(runs: dict[str, list[WatchRun]], options: argparse.Namespace) -> list[str]:
-    """TPS by mode and the ratio, then what watching cost and what the watcher got."""
+    """TPS by mode and the ratios, then what watching cost and what the watchers got."""
     medians = {mode: _median([r.pgbench.tps for r in mode_runs]) for mode, mode_runs in runs.items()}
-    ratio = medians["watched"] / medians["none"] if medians["none"] else 0.0
     lines = [
         f"2. pgbench -S -c {CLIENTS} -j {THREADS} through the gateway, {options.seconds} s per run,"
-        f" {options.runs} runs of each interleaved (none, watched, ...)",
-        "   watched: headless Chromium, logged in as the reviewer, on /sessions/<uuid>/ of one of pgbench's",
-        "   live sessions (its htmx websocket /ws/sessions/<uuid>/watch/); none: the same browser on about:blank",
+        f" {options.runs} runs of each interleaved (none, socket, browser, ...), each watcher on one of pgbench's",
+        "   live sessions: socket = a plain websocket client on /ws/sessions/<uuid>/watch/ with the reviewer's",
+        "   cookie; browser = headless Chromium on /sessions/<uuid>/ (its htmx websocket), on about:blank otherwise",
     ]
     for mode, mode_runs in runs.items():
         failed = sum(r.pgbench.failed for r in mode_runs)
@@ -493,26 +501,29 @@ def report_watch(runs: dict[str, list[WatchRun]], options: argparse.Namespace) -
             f"   {mode:<8} median {medians[mode]:10.1f} tps   runs [{_each([r.pgbench.tps for r in mode_runs], '.1f')}]"
             f"   failed transactions {failed}"
         )
-    lines.append(f"   ratio watched/none {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})")
+    for mode in runs.keys() - {"none"}:
+        ratio = medians[mode] / medians["none"] if medians["none"] else 0.0
+        lines.append(f"   ratio {mode}/none {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})")
     return lines + watch_cost_lines(runs, options.seconds)
 
 
 def watch_cost_lines(runs: dict[str, list[WatchRun]], seconds: int) -> list[str]:
-    """The gateway's CPU per transaction, the browser side's CPU, and what reached the watcher."""
-    cpu = {mode: _median([r.gateway_cpu_us for r in mode_runs]) for mode, mode_runs in runs.items()}
-    bound = f"{cpu['none'] / cpu['watched']:.2f}" if cpu["watched"] else "n/a"
-    watched = runs["watched"]
-    return [
+    """The gateway's CPU per transaction, the watcher side's CPU, and what reached each watcher."""
+    lines = [
         "   gateway CPU per transaction, user + system, median (us): " + _by_mode(runs, "gateway_cpu_us", ".1f"),
-        f"   (were the gateway's CPU the only limit, watched/none would be about {bound}: none/watched CPU)",
-        "   watcher side CPU per run (Chromium, Playwright driver, this script), median (s): "
+        "   watcher side CPU per run (the watcher's threads or Chromium and its driver, this script), median (s): "
         + _by_mode(runs, "watcher_cpu_s", ".2f"),
-        f"   watcher attached after (s): [{_each([r.attached_after for r in watched], '.2f')}] of each {seconds} s run",
-        f"   watcher received per run: frames [{_each([r.tally.frames for r in watched], 'd')}],"
-        f" events shown [{_each([r.tally.events for r in watched], 'd')}],"
-        f" events skipped as too fast [{_each([r.tally.skipped for r in watched], 'd')}],"
-        f" KiB [{_each([r.tally.bytes / 1024 for r in watched], '.0f')}]",
     ]
+    for mode in sorted(runs.keys() - {"none"}):
+        watched = runs[mode]
+        lines += [
+            f"   {mode}: attached after (s) [{_each([r.attached_after for r in watched], '.2f')}] of each {seconds} s"
+            f" run; received per run: frames [{_each([r.tally.frames for r in watched], 'd')}],"
+            f" events shown [{_each([r.tally.events for r in watched], 'd')}],",
+            f"     events skipped as too fast [{_each([r.tally.skipped for r in watched], 'd')}],"
+            f" KiB [{_each([r.tally.bytes / 1024 for r in watched], '.0f')}]",
+        ]
+    return lines
 
 
 # --- 3. the sessions list ------------------------------------------------------------------
@@ -647,10 +658,12 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
         log(f"approval round trip, {options.reviews} reviews ...")
         approvals = measure_approvals(setup, client, options.reviews, log)
         log("starting Chromium and logging in ...")
-        watcher = BrowserWatcher(setup.origin)
-        stack.callback(watcher.close)
-        watcher.login(REVIEWER_EMAIL, setup.reviewer_password)
-        runs = measure_watch(setup, watcher, options, log)
+        browser = BrowserWatcher(setup.origin)
+        stack.callback(browser.close)
+        browser.login(REVIEWER_EMAIL, setup.reviewer_password)
+        plain = SocketWatcher(HOST, setup.gateway.http_port, client.cookies)
+        stack.callback(plain.close)
+        runs = measure_watch(setup, {"socket": plain, "browser": browser}, options, log)
         summary, cases = measure_session_list(setup, client, options, log)
         return [
             "",

@@ -8,11 +8,19 @@
   logged in through the same form; it opens a live session's page, whose
   htmx websocket extension connects /ws/sessions/<uuid>/watch/ itself, and
   counts what arrives on that websocket.
+- `SocketWatcher`: the same websocket without a browser, reading and
+  counting frames in a thread: the gateway's own cost of a watcher.
 """
 
+import base64
+import contextlib
 import http.client
 import http.cookies
+import os
 import re
+import socket
+import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from html import unescape
@@ -182,3 +190,115 @@ class BrowserWatcher:
         tally.bytes += len(text)
         tally.events += text.count(EVENT_ROW)
         tally.skipped += sum(int(number) for number in SKIPPED.findall(text))
+
+
+class SocketWatcher:
+    """A watcher without a browser: the reviewer's cookie on a plain websocket to /ws/sessions/<uuid>/watch/.
+
+    It reads and counts every frame in a thread (answering pings), so what it
+    adds to a run is the gateway's own cost of watching, not a browser's.
+    """
+
+    def __init__(self, host: str, port: int, cookies: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        self.tally = WatchTally()
+        self._socket: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+
+    def watch(self, session_id: str, timeout: float) -> WatchTally:
+        """Connect, then wait for the first frame (what happened so far)."""
+        self.tally = WatchTally()
+        self._socket = socket.create_connection((self.host, self.port), timeout=timeout)
+        self._handshake(f"/ws/sessions/{session_id}/watch/")
+        self._socket.settimeout(None)
+        self._reader = threading.Thread(target=self._read_frames, args=(self._socket,), daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while self.tally.first_frame_at is None:
+            if time.monotonic() > deadline or self.tally.closed:
+                raise WebError(f"the watch websocket sent nothing within {timeout:g} s {self.tally.closed}")
+            time.sleep(0.02)
+        return self.tally
+
+    def pump(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def idle(self) -> None:
+        """Close the websocket (the reader thread ends with it)."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+            self._socket.close()
+            self._socket = None
+        if self._reader is not None:
+            self._reader.join(5)
+            self._reader = None
+
+    close = idle
+
+    def _handshake(self, path: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{self.host}:{self.port}\r\n"
+            f"Cookie: {self.cookie}\r\n\r\n"
+        )
+        self._socket.sendall(request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self._socket.recv(4096)
+            if not chunk:
+                raise WebError("the gateway closed the websocket handshake")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise WebError(f"the websocket handshake answered {head.splitlines()[0]!r}")
+
+    def _read_frames(self, sock: socket.socket) -> None:
+        stream = sock.makefile("rb")
+        try:
+            while True:
+                opcode, payload = _read_frame(stream)
+                if opcode == 0x8:  # close
+                    self.tally.closed.append("closed by the gateway")
+                    return
+                if opcode == 0x9:  # ping: answer, or the server drops us
+                    sock.sendall(_masked_frame(0xA, payload))
+                elif opcode in (0x1, 0x2):
+                    self._count(payload.decode("utf-8", "replace"))
+        except (OSError, ValueError, EOFError):
+            return  # closed by idle()
+
+    def _count(self, text: str) -> None:
+        tally = self.tally
+        if tally.first_frame_at is None:
+            tally.first_frame_at = time.monotonic()
+        tally.frames += 1
+        tally.bytes += len(text)
+        tally.events += text.count(EVENT_ROW)
+        tally.skipped += sum(int(count) for count in SKIPPED.findall(text))
+
+
+def _read_frame(stream) -> tuple[int, bytes]:
+    """One unfragmented server frame: (opcode, payload). Server frames are not masked."""
+    head = _read_exactly(stream, 2)
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", _read_exactly(stream, 2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", _read_exactly(stream, 8))[0]
+    return opcode, _read_exactly(stream, length)
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) < size:
+        raise EOFError("the websocket closed")
+    return data
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (clients must mask), for payloads under 126 bytes (a pong)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
