@@ -107,6 +107,7 @@
     var row = selectedRow();
     if (row) {
       row.classList.add("selected");
+      row.setAttribute("aria-selected", "true");
     }
   }
   document.addEventListener("htmx:afterSettle", reselect);
