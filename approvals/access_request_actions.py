@@ -25,7 +25,7 @@ from approvals.feed_events import publish_access_event
 from approvals.models import COMMENT_MAX_LENGTH, MIN_ACCESS_SECONDS, REASON_MAX_LENGTH, AccessRequest
 from connections.access import access_connection, connections_for
 from connections.models import Connection, ServiceAccount
-from gateway_site.public_ids import parse_public_id
+from gateway_site.public_ids import get_by_public_id
 from recordings.actions import request_session_end
 from recordings.models import Session
 
@@ -152,14 +152,8 @@ def _not_found(public_id) -> AccessRequest.DoesNotExist:
 
 def _locked(public_id) -> AccessRequest:
     """The request row, locked until the transaction ends, so concurrent decisions and expiry serialize."""
-    parsed = parse_public_id(public_id)
-    if parsed is None:
-        raise _not_found(public_id)
     rows = AccessRequest.objects.select_for_update(of=("self",)).select_related("connection", "requester", "account")
-    try:
-        return rows.get(public_id=parsed)
-    except AccessRequest.DoesNotExist:
-        raise _not_found(public_id) from None
+    return get_by_public_id(rows, public_id, "access request")
 
 
 def _may_review(user, request: AccessRequest) -> bool:
@@ -318,13 +312,7 @@ def access_requests_for(user) -> QuerySet[AccessRequest]:
 
 def get_access_request(user, public_id: str | uuid.UUID) -> AccessRequest:
     """The access funnel for one request: raises AccessRequest.DoesNotExist when missing, malformed or not visible."""
-    parsed = parse_public_id(public_id)
-    if parsed is None:
-        raise _not_found(public_id)
-    try:
-        return access_requests_for(user).get(public_id=parsed)
-    except AccessRequest.DoesNotExist:
-        raise _not_found(public_id) from None
+    return get_by_public_id(access_requests_for(user), public_id, "access request")
 
 
 def pending_requests_to_decide(user) -> QuerySet[AccessRequest]:

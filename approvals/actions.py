@@ -18,7 +18,7 @@ from approvals.feed_events import publish_review_event
 from approvals.models import DECIDED_BY_MAX_LENGTH, RULE_MAX_LENGTH, Review, ReviewDecision
 from connections.access import access_connection
 from connections.models import Connection, ServiceAccount
-from gateway_site.public_ids import parse_public_id
+from gateway_site.public_ids import get_by_public_id, parse_public_id
 from recordings.models import Session
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,8 @@ def _not_found(review_public_id) -> Review.DoesNotExist:
 
 def _locked_review(review_public_id) -> Review:
     """The review row, locked until the transaction ends, so concurrent votes and timeouts serialize."""
-    public_id = parse_public_id(review_public_id)
-    if public_id is None:
-        raise _not_found(review_public_id)
     rows = Review.objects.select_for_update(of=("self",)).select_related("connection", "account", "session")
-    try:
-        return rows.get(public_id=public_id)
-    except Review.DoesNotExist:
-        raise _not_found(review_public_id) from None
+    return get_by_public_id(rows, review_public_id, "review")
 
 
 @transaction.atomic

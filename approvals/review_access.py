@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from approvals.models import Review
 from connections.access import connections_for
-from gateway_site.public_ids import parse_public_id
+from gateway_site.public_ids import get_by_public_id
 
 
 def reviews_for(user) -> QuerySet[Review]:
@@ -34,11 +34,7 @@ def access_review(user, public_id: str | uuid.UUID) -> Review:
     Raises Review.DoesNotExist, with one message, for a malformed id, a
     missing review and a forbidden one.
     """
-    parsed = parse_public_id(public_id)
-    review = reviews_for(user).filter(public_id=parsed).first() if parsed is not None else None
-    if review is None:
-        raise Review.DoesNotExist(f"no review {public_id}")
-    return review
+    return get_by_public_id(reviews_for(user), public_id, "review")
 
 
 def shown_status(review: Review, now: datetime | None = None) -> str:

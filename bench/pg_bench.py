@@ -98,15 +98,16 @@ class BenchError(RuntimeError):
 # --- the machine ------------------------------------------------------------------
 
 
-def machine_lines() -> list[str]:
-    """nproc, CPU model, memory and tool versions, for the top of the report."""
+def machine_lines(versions: list[str] | None = None) -> list[str]:
+    """nproc, CPU model, memory and tool versions (pgbench and pgbouncer unless given), for the top of the report."""
     cpu_model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu_model = line.split(":", 1)[1].strip()
             break
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    versions = [_first_line(["pgbench", "--version"]), _first_line(["pgbouncer", "--version"])]
+    if versions is None:
+        versions = [tool_version(["pgbench", "--version"]), tool_version(["pgbouncer", "--version"])]
     return [
         f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
         f"software: Python {platform.python_version()}, {', '.join(versions)}",
@@ -119,9 +120,11 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _first_line(command: list[str]) -> str:
+def tool_version(command: list[str]) -> str:
+    """The first line a `--version` command prints, or "<name>: unknown"."""
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    return (result.stdout or result.stderr).strip().splitlines()[0]
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines else f"{Path(command[0]).name}: unknown"
 
 
 def ensure_pgbouncer() -> None:
@@ -303,20 +306,29 @@ def pgbench_with_cpu(target: "Target", seconds: int, new_connection_each: bool, 
     return outcome
 
 
+def pgbench_command(seconds: int, new_connection_each: bool = False) -> list[str]:
+    """pgbench -S with 8 clients and 2 threads for SECONDS (-C: a new connection per transaction)."""
+    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-T", str(seconds)]
+    return [*command, "-C"] if new_connection_each else command
+
+
 def run_pgbench(target: Target, seconds: int, new_connection_each: bool) -> PgbenchRun:
     """pgbench -S with 8 clients and 2 threads for SECONDS against TARGET."""
-    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-T", str(seconds)]
-    if new_connection_each:
-        command.append("-C")
+    command = pgbench_command(seconds, new_connection_each)
     result = subprocess.run(command, capture_output=True, text=True, env=target.env(), timeout=seconds + 120)
-    tps = re.search(r"^tps = ([\d.]+)", result.stdout, re.M)
-    processed = re.search(r"transactions actually processed: (\d+)", result.stdout)
-    failed = re.search(r"number of failed transactions: (\d+)", result.stdout)
-    errors = [line for line in result.stderr.splitlines() if line.strip()]
-    if result.returncode != 0 and not errors:
-        errors = [f"pgbench exited {result.returncode}"]
+    return pgbench_outcome(target.name, result.stdout, result.stderr, result.returncode)
+
+
+def pgbench_outcome(name: str, stdout: str, stderr: str, returncode: int) -> PgbenchRun:
+    """A finished pgbench's TPS, transactions processed, failures and error lines."""
+    tps = re.search(r"^tps = ([\d.]+)", stdout, re.M)
+    processed = re.search(r"transactions actually processed: (\d+)", stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", stdout)
+    errors = [line for line in stderr.splitlines() if line.strip()]
+    if returncode != 0 and not errors:
+        errors = [f"pgbench exited {returncode}"]
     if tps is None:
-        raise BenchError(f"pgbench against {target.name} printed no tps:\n{result.stdout}\n{result.stderr}")
+        raise BenchError(f"pgbench against {name} printed no tps:\n{stdout}\n{stderr}")
     return PgbenchRun(
         tps=float(tps.group(1)),
         processed=int(processed.group(1)) if processed else 0,
@@ -402,22 +414,33 @@ class Setup:
     proxy_pids: dict[str, int]  # target name -> the process serving it, for CPU per transaction
 
 
+def pgbench_cluster(stack: ExitStack, log: Callable[[str], None]) -> tuple[PgCluster, Target]:
+    """A throwaway cluster with pgbench's tables (stopped by `stack`), and the direct target to it."""
+    log(f"starting a PostgreSQL cluster, pgbench -i -s {SCALE} ...")
+    cluster = stack.enter_context(running_cluster(max_connections=200))
+    direct = Target("direct", cluster.port, DATABASE, SUPERUSER, cluster.superuser_password)
+    init = subprocess.run(
+        ["pgbench", "-i", "-q", "-s", str(SCALE)], capture_output=True, text=True, env=direct.env(), timeout=600
+    )
+    if init.returncode != 0:
+        raise BenchError(f"pgbench -i failed: {init.stderr.strip()}")
+    return cluster, direct
+
+
+def bench_gateway(stack: ExitStack, prefix: str) -> tuple[GatewayProcess, Path]:
+    """A gateway node in a throwaway data dir (both removed by `stack`), not started yet; and that dir."""
+    gateway_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
+    return stack.enter_context(GatewayProcess(gateway_dir)), gateway_dir
+
+
 @contextmanager
 def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
     """Cluster with pgbench tables, gateway node and pgbouncer; every process stopped on the way out."""
     with ExitStack() as stack:
-        log(f"starting a PostgreSQL cluster, pgbench -i -s {SCALE} ...")
-        cluster = stack.enter_context(running_cluster(max_connections=200))
-        direct = Target("direct", cluster.port, DATABASE, SUPERUSER, cluster.superuser_password)
-        init = subprocess.run(
-            ["pgbench", "-i", "-q", "-s", str(SCALE)], capture_output=True, text=True, env=direct.env(), timeout=600
-        )
-        if init.returncode != 0:
-            raise BenchError(f"pgbench -i failed: {init.stderr.strip()}")
+        cluster, direct = pgbench_cluster(stack, log)
         log("starting the gateway ...")
-        gateway_dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-gateway-"))
-        stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
-        gateway = stack.enter_context(GatewayProcess(gateway_dir))
+        gateway, gateway_dir = bench_gateway(stack, "gatehouse-bench-gateway-")
         provision_bot(gateway, cluster, connection="bench", agent="bench-bot", tls="disable")
         guard_connection(gateway, cluster, gateway_dir / "bench-policy.yaml")
         gateway.start()

@@ -26,15 +26,12 @@ import datetime
 import importlib.metadata
 import json
 import os
-import platform
 import re
-import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -50,7 +47,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are not on the path otherwise
 
-from pg_bench import BenchError, PgbenchRun, Target, load_average, tree_cpu_seconds  # noqa: E402
+from pg_bench import (  # noqa: E402
+    CLIENTS,
+    HOST,
+    SCALE,
+    THREADS,
+    BenchError,
+    PgbenchRun,
+    Target,
+    bench_gateway,
+    load_average,
+    pgbench_cluster,
+    pgbench_command,
+    pgbench_outcome,
+    tool_version,
+    tree_cpu_seconds,
+)
+from pg_bench import machine_lines as pg_machine_lines  # noqa: E402
 from reviewer_web import (  # noqa: E402
     BrowserWatcher,
     ReviewerClient,
@@ -61,13 +74,9 @@ from reviewer_web import (  # noqa: E402
 )
 
 from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
-from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
+from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError  # noqa: E402
 from tests.support.ports import wait_for_port  # noqa: E402
 
-HOST = "127.0.0.1"
-CLIENTS = 8
-THREADS = 2
-SCALE = 10
 BENCH_CONNECTION = "bench"  # pgbench's connection, no policy
 REVIEWED_CONNECTION = "bench-reviewed"  # the bot's connection, under REVIEW_POLICY
 AGENT = "bench-bot"
@@ -109,21 +118,13 @@ NO_MATCH_WORD = "no_statement_says_this"
 
 
 def machine_lines() -> list[str]:
-    """nproc, CPU model, memory and tool versions, for the top of the report."""
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line), "?")
-    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True, check=False)
+    """nproc, CPU model, memory and the versions of what this benchmark drives, for the top of the report."""
     versions = [
-        subprocess.run(["pgbench", "--version"], capture_output=True, text=True, check=False).stdout.strip(),
-        chromium.stdout.strip() or "chromium: unknown",
+        tool_version(["pgbench", "--version"]),
+        tool_version(["/usr/bin/chromium", "--version"]),
         *(f"{name} {importlib.metadata.version(name)}" for name in ("Django", "daphne", "channels", "playwright")),
     ]
-    return [
-        f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
-        f"software: Python {platform.python_version()}, {', '.join(versions)}",
-        f"load average before the run: {load_average()} (other work on the machine skews every figure)",
-    ]
+    return pg_machine_lines(versions)
 
 
 # --- the setup --------------------------------------------------------------------------
@@ -151,18 +152,9 @@ class Setup:
 def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
     """Cluster with pgbench tables, a gateway node with the bot, the reviewed connection and the reviewer."""
     with ExitStack() as stack:
-        log(f"starting a PostgreSQL cluster, pgbench -i -s {SCALE} ...")
-        cluster = stack.enter_context(running_cluster(max_connections=200))
-        direct = Target("direct", cluster.port, DATABASE, SUPERUSER, cluster.superuser_password)
-        init = subprocess.run(
-            ["pgbench", "-i", "-q", "-s", str(SCALE)], capture_output=True, text=True, env=direct.env(), timeout=600
-        )
-        if init.returncode != 0:
-            raise BenchError(f"pgbench -i failed: {init.stderr.strip()}")
+        cluster, _direct = pgbench_cluster(stack, log)
         log("setting up the gateway node (connections, policy, reviewer) ...")
-        gateway_dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-web-"))
-        stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
-        gateway = stack.enter_context(GatewayProcess(gateway_dir))
+        gateway, gateway_dir = bench_gateway(stack, "gatehouse-bench-web-")
         provision_bot(gateway, cluster, connection=BENCH_CONNECTION, agent=AGENT, tls="disable")
         add_reviewed_connection(gateway, cluster, gateway_dir / "review-policy.yaml")
         password = uuid.uuid4().hex
@@ -340,29 +332,20 @@ def report_approvals(approvals: list[Approval]) -> list[str]:
 
 def start_pgbench(target: Target, seconds: int) -> subprocess.Popen[str]:
     """pgbench -S with 8 clients and 2 threads for SECONDS against TARGET, in the background."""
-    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-T", str(seconds)]
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=target.env(), stdin=subprocess.DEVNULL
+        pgbench_command(seconds),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=target.env(),
+        stdin=subprocess.DEVNULL,
     )
 
 
 def finish_pgbench(process: subprocess.Popen[str], seconds: int) -> PgbenchRun:
-    """Wait for pgbench and read its TPS, transactions and failures (as bench/pg_bench.py does)."""
+    """Wait for pgbench and read its TPS, transactions and failures."""
     stdout, stderr = process.communicate(timeout=seconds + 120)
-    tps = re.search(r"^tps = ([\d.]+)", stdout, re.M)
-    processed = re.search(r"transactions actually processed: (\d+)", stdout)
-    failed = re.search(r"number of failed transactions: (\d+)", stdout)
-    errors = [line for line in stderr.splitlines() if line.strip()]
-    if process.returncode != 0 and not errors:
-        errors = [f"pgbench exited {process.returncode}"]
-    if tps is None:
-        raise BenchError(f"pgbench printed no tps:\n{stdout}\n{stderr}")
-    return PgbenchRun(
-        tps=float(tps.group(1)),
-        processed=int(processed.group(1)) if processed else 0,
-        failed=int(failed.group(1)) if failed else 0,
-        errors=errors,
-    )
+    return pgbench_outcome("gatehouse", stdout, stderr, process.returncode)
 
 
 @contextmanager

@@ -127,6 +127,15 @@ class WatchTally:
     first_frame_at: float | None = None  # time.monotonic()
     closed: list[str] = field(default_factory=list)
 
+    def count(self, text: str) -> None:
+        """Count one frame of timeline rows."""
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+        self.frames += 1
+        self.bytes += len(text)
+        self.events += text.count(EVENT_ROW)
+        self.skipped += sum(int(number) for number in SKIPPED.findall(text))
+
 
 class BrowserWatcher:
     """Headless Chromium logged in as the reviewer; watches one live session at a time."""
@@ -182,14 +191,7 @@ class BrowserWatcher:
         socket.on("close", lambda closed: self.tally.closed.append(closed.url))
 
     def _on_frame(self, payload: str | bytes) -> None:
-        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-        tally = self.tally
-        if tally.first_frame_at is None:
-            tally.first_frame_at = time.monotonic()
-        tally.frames += 1
-        tally.bytes += len(text)
-        tally.events += text.count(EVENT_ROW)
-        tally.skipped += sum(int(number) for number in SKIPPED.findall(text))
+        self.tally.count(payload if isinstance(payload, str) else payload.decode("utf-8", "replace"))
 
 
 class SocketWatcher:
@@ -265,18 +267,9 @@ class SocketWatcher:
                 if opcode == 0x9:  # ping: answer, or the server drops us
                     sock.sendall(_masked_frame(0xA, payload))
                 elif opcode in (0x1, 0x2):
-                    self._count(payload.decode("utf-8", "replace"))
+                    self.tally.count(payload.decode("utf-8", "replace"))
         except (OSError, ValueError, EOFError):
             return  # closed by idle()
-
-    def _count(self, text: str) -> None:
-        tally = self.tally
-        if tally.first_frame_at is None:
-            tally.first_frame_at = time.monotonic()
-        tally.frames += 1
-        tally.bytes += len(text)
-        tally.events += text.count(EVENT_ROW)
-        tally.skipped += sum(int(count) for count in SKIPPED.findall(text))
 
 
 def _read_frame(stream) -> tuple[int, bytes]:

@@ -5,18 +5,21 @@ import logging
 
 from django.conf import settings
 
+from approvals.actions import do_expire_overdue_reviews
 from approvals.webhook import ReviewWebhook
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
-from gateway_site.grant_sweep import GrantSweeper
+from gateway_site.grant_sweep import sweep_expired_grants
 from gateway_site.node_signals import NodeSignals
 from gateway_site.policy_watch import PolicyWatcher
-from gateway_site.review_sweep import ReviewSweeper
+from gateway_site.sweeper import Sweeper
 from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
 from recordings.actions import seal_finished_writer
 from recordings.writer import RecordingFlusher
 
 logger = logging.getLogger(__name__)
+
+REVIEW_SWEEP_SECONDS = 60.0
 
 
 def pg_gateway_config() -> PgGatewayConfig:
@@ -46,8 +49,11 @@ class GatewayNode:
         self.pg: PgGateway | None = None
         self.signals: NodeSignals | None = None
         self.policy_watcher: PolicyWatcher | None = None
-        self.review_sweeper = ReviewSweeper()
-        self.grant_sweeper = GrantSweeper()
+        # A node expires its own held statements' reviews; this catches those of a node that died holding them.
+        self.review_sweeper = Sweeper(do_expire_overdue_reviews, REVIEW_SWEEP_SECONDS, "expire overdue reviews")
+        self.grant_sweeper = Sweeper(
+            sweep_expired_grants, settings.GATEHOUSE_GRANT_SWEEP_SECONDS, "expire access grants"
+        )
         self.webhook: ReviewWebhook | None = None
 
     async def start(self) -> None:

@@ -21,6 +21,19 @@ def parse_public_id(value: object) -> uuid.UUID | None:
         return None
 
 
+def get_by_public_id(rows: QuerySet, public_id: object, what: str):
+    """The row of `rows` with this public id; `rows.model.DoesNotExist("no WHAT ID")` when there is none.
+
+    One message whether the id is malformed, missing or filtered out of
+    `rows` by a funnel, so nobody can probe which ids exist.
+    """
+    parsed = parse_public_id(public_id)
+    found = None if parsed is None else rows.filter(public_id=parsed).first()
+    if found is None:
+        raise rows.model.DoesNotExist(f"no {what} {public_id}")
+    return found
+
+
 class PublicIdSearchMixin:
     """A ModelAdmin mixin: a search term that is a UUID matches `public_id` exactly."""
 

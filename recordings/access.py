@@ -11,7 +11,7 @@ import uuid
 from django.db.models import F, QuerySet
 
 from connections.access import connections_for
-from gateway_site.public_ids import parse_public_id
+from gateway_site.public_ids import get_by_public_id
 from recordings.models import Session
 
 
@@ -38,11 +38,5 @@ def access_session(user, public_id: str | uuid.UUID, action: str = "view_session
     Raises Session.DoesNotExist, with one message, when the id is malformed,
     when no such session exists and when the user lacks the permission.
     """
-    parsed = parse_public_id(public_id)
-    session = None
-    if parsed is not None:
-        visible = sessions_for(user, action).select_related("connection", "account")
-        session = visible.filter(public_id=parsed).first()
-    if session is None:
-        raise Session.DoesNotExist(f"no session {public_id}")
-    return session
+    visible = sessions_for(user, action).select_related("connection", "account")
+    return get_by_public_id(visible, public_id, "session")

@@ -86,12 +86,13 @@ def open_session(
         # No row, no recording: do not leave an orphan file behind.
         path.unlink(missing_ok=True)
         raise
-    _announce_session(session.public_id, Session.Status.LIVE, connection.id)
+    _announce_session(session.public_id, Session.Status.LIVE)
     return session, writer
 
 
-def _announce_session(public_id, status: str, connection_id: int) -> None:
-    announce_on_commit(feed_message("session", id=str(public_id), status=status, connection=connection_id))
+def _announce_session(public_id, status: str) -> None:
+    # Ids only: each page re-reads what its user may see.
+    announce_on_commit(feed_message("session", id=str(public_id), status=status))
 
 
 def _header_meta(session: Session, kind: str) -> dict:
@@ -134,8 +135,7 @@ def seal_session(writer: RecordingWriter, *, status: str, counters: dict[str, in
     if not updated:
         logger.warning("Session %s was not live any more; its seal was left as it was", writer.session_id)
     else:
-        connection_id = Session.objects.filter(public_id=writer.session_id).values_list("connection_id", flat=True)
-        _announce_session(writer.session_id, status, connection_id.first())
+        _announce_session(writer.session_id, status)
     return bool(updated)
 
 

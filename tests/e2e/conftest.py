@@ -9,11 +9,9 @@ browser context carrying that login (its storage state).
 
 import secrets
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
@@ -21,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from connections.policy.policy_file import PolicyEntry, policy_file_yaml
 from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
 from tests.protocols.nodes import add_connection, gateway_psql_env, psql_command, unique_name
+from tests.support.background import in_background
 from tests.support.gateway_process import GatewayProcess
 from tests.support.pg_cluster import SUPERUSER, PgCluster
 
@@ -98,29 +97,6 @@ def base_url(node: GatewayProcess) -> str:
 # --- the bot's side --------------------------------------------------------------
 
 
-def in_background(work: Callable[[], Any]) -> Callable[[], Any]:
-    """Run `work` in a thread; the returned function joins it and gives its result (or raises its error)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the test thread)
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(CLIENT_TIMEOUT + 10)
-        assert not thread.is_alive(), "the client is still waiting"
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome.get("value")
-
-    return join
-
-
 def bot_psql(
     node: GatewayProcess, connection: str, *statements: str, application_name: str | None = None
 ) -> Callable[[], subprocess.CompletedProcess[str]]:
@@ -130,7 +106,8 @@ def bot_psql(
     command = psql_command(node.dsn(dbname=connection, password=""), "-A", "-t", *args)
     env = gateway_psql_env(node, application_name)
     return in_background(
-        lambda: subprocess.run(command, capture_output=True, text=True, env=env, timeout=CLIENT_TIMEOUT)
+        lambda: subprocess.run(command, capture_output=True, text=True, env=env, timeout=CLIENT_TIMEOUT),
+        CLIENT_TIMEOUT + 10,
     )
 
 

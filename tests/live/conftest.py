@@ -17,6 +17,7 @@ from guardian.shortcuts import assign_perm
 from connections.actions import do_create_service_account, do_grant_connect
 from connections.models import Connection, ServiceAccount
 from recordings.actions import open_session
+from tests.support.recording_store import recording_store  # noqa: F401 (an autouse fixture)
 
 
 @dataclass
@@ -26,12 +27,6 @@ class Personas:
     requester: ServiceAccount
     reviewer: object
     outsider: object
-
-
-@pytest.fixture(autouse=True)
-def recording_store(settings, tmp_path):
-    settings.GATEHOUSE_RECORDINGS_DIR = tmp_path / "recordings"
-    settings.GATEHOUSE_SIGNING_KEY_FILE = tmp_path / "keys" / "recording-signing.key"
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ in-memory channel layer, leased by the consumer's own watch requests.
 """
 
 import asyncio
+import contextlib
 import uuid
 
 from channels.routing import URLRouter
@@ -39,6 +40,20 @@ async def until_watched(writer) -> None:
     async with asyncio.timeout(RECEIVE_TIMEOUT):
         while not writer.watched:
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def watched_by(user, session, writer):
+    """The session's node, and a watcher connected once the node publishes: yields (flusher, communicator)."""
+    flusher, signals = await node_for(writer)
+    communicator = watcher(user, session.public_id)
+    await communicator.connect()
+    await until_watched(writer)
+    try:
+        yield flusher, communicator
+    finally:
+        await communicator.disconnect()
+        await signals.stop()
 
 
 async def received_until(communicator: WebsocketCommunicator, text: str) -> str:
@@ -82,20 +97,14 @@ def test_it_reads_a_gap_from_the_recording(personas, live_session):
     session, writer = live_session
 
     async def scenario():
-        flusher, signals = await node_for(writer)
-        communicator = watcher(personas.reviewer, session.public_id)
-        await communicator.connect()
-        await until_watched(writer)
-        writer.watched_until = 0  # the lease lapses: this batch is written but not published
-        writer.event("sql", {"n": 1, "text": "SELECT 'missed live'"})
-        await flusher.flush_once()
-        writer.watch(30)
-        writer.event("sql", {"n": 2, "text": "SELECT 'published'"})
-        await flusher.flush_once()
-        received = await received_until(communicator, "published")
-        await communicator.disconnect()
-        await signals.stop()
-        return received
+        async with watched_by(personas.reviewer, session, writer) as (flusher, communicator):
+            writer.watched_until = 0  # the lease lapses: this batch is written but not published
+            writer.event("sql", {"n": 1, "text": "SELECT 'missed live'"})
+            await flusher.flush_once()
+            writer.watch(30)
+            writer.event("sql", {"n": 2, "text": "SELECT 'published'"})
+            await flusher.flush_once()
+            return await received_until(communicator, "published")
 
     received = asyncio.run(scenario())
 
@@ -106,17 +115,11 @@ def test_it_caps_a_large_batch_and_says_how_many_were_skipped(personas, live_ses
     session, writer = live_session
 
     async def scenario():
-        flusher, signals = await node_for(writer)
-        communicator = watcher(personas.reviewer, session.public_id)
-        await communicator.connect()
-        await until_watched(writer)
-        for n in range(1, BATCH_MAX + 21):
-            writer.event("sql", {"n": n, "text": f"SELECT {n}"})
-        await flusher.flush_once()
-        received = await received_until(communicator, "skipped")
-        await communicator.disconnect()
-        await signals.stop()
-        return received
+        async with watched_by(personas.reviewer, session, writer) as (flusher, communicator):
+            for n in range(1, BATCH_MAX + 21):
+                writer.event("sql", {"n": n, "text": f"SELECT {n}"})
+            await flusher.flush_once()
+            return await received_until(communicator, "skipped")
 
     received = asyncio.run(scenario())
 
@@ -144,16 +147,11 @@ def test_it_stops_forwarding_once_the_permission_is_taken_away(personas, live_se
     session, writer = live_session
 
     async def scenario():
-        flusher, signals = await node_for(writer)
-        communicator = watcher(personas.reviewer, session.public_id)
-        await communicator.connect()
-        await until_watched(writer)
-        await asyncio.to_thread(remove_perm, "connections.view_sessions", personas.reviewer, personas.warehouse)
-        writer.event("sql", {"n": 1, "text": "SELECT 'secret from now on'"})
-        await flusher.flush_once()
-        output = await communicator.receive_output(RECEIVE_TIMEOUT)
-        await signals.stop()
-        return output
+        async with watched_by(personas.reviewer, session, writer) as (flusher, communicator):
+            await asyncio.to_thread(remove_perm, "connections.view_sessions", personas.reviewer, personas.warehouse)
+            writer.event("sql", {"n": 1, "text": "SELECT 'secret from now on'"})
+            await flusher.flush_once()
+            return await communicator.receive_output(RECEIVE_TIMEOUT)
 
     output = asyncio.run(scenario())
 

@@ -5,11 +5,11 @@ need a review. The bot's psql or psycopg waits while a person decides with
 `manage.py reviews approve|deny`, as an on-call reviewer would.
 """
 
+import functools
 import http.server
 import json
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -19,10 +19,13 @@ from psycopg import errors, sql
 from connections.policy.policy_file import PolicyEntry, policy_file_yaml
 from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
 from tests.protocols.nodes import add_connection, gateway_psql_env, poll, psql_command, unique_name
+from tests.support.background import in_background
 from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import SUPERUSER, PgCluster
 
 HELD_TIMEOUT = 20.0
+# Runs a client call that waits for a decision in a thread; calling the result joins it.
+held_call = functools.partial(in_background, timeout=HELD_TIMEOUT + 30)
 
 # Runs inside `manage.py shell`: a person who may review the connection, and one who may not.
 _PEOPLE_SCRIPT = """
@@ -91,34 +94,11 @@ def pending_review(gateway: GatewayProcess, rule: str = "schema-changes") -> str
     return review_id
 
 
-def in_background(work: Callable[[], object]) -> Callable[[], object]:
-    """Run `work` in a thread; the returned function joins it and gives its result (or raises its error)."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the test thread)
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> object:
-        thread.join(HELD_TIMEOUT + 30)
-        assert not thread.is_alive(), "the client is still waiting"
-        if "error" in outcome:
-            raise outcome["error"]  # type: ignore[misc]
-        return outcome.get("value")
-
-    return join
-
-
 def test_it_runs_a_held_statement_once_a_reviewer_approves(gateway, reviewed, app_name, table_name, direct) -> None:
     statement = f"CREATE TABLE {table_name} (id int)"
     command = psql_command(gateway.dsn(dbname=reviewed.connection, password=""), "-c", statement)
     env = gateway_psql_env(gateway, app_name)
-    finished = in_background(lambda: subprocess.run(command, capture_output=True, text=True, env=env, timeout=60))
+    finished = held_call(lambda: subprocess.run(command, capture_output=True, text=True, env=env, timeout=60))
     review_id = pending_review(gateway)
     assert direct.execute("SELECT to_regclass(%s)", (table_name,)).fetchone() == (None,)  # held: nothing ran
     outsider = gateway.manage("reviews", "approve", review_id, "--as", reviewed.outsider)
@@ -134,7 +114,7 @@ def test_it_runs_a_held_statement_once_a_reviewer_approves(gateway, reviewed, ap
 def test_it_denies_a_held_statement_by_the_reviewer_and_keeps_the_session(gateway, reviewed, app_name) -> None:
     conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
     with conn:
-        finished = in_background(lambda: conn.execute("CREATE TABLE never_made (id int)"))
+        finished = held_call(lambda: conn.execute("CREATE TABLE never_made (id int)"))
         review_id = pending_review(gateway)
         denied = gateway.manage("reviews", "deny", review_id, "--as", reviewed.reviewer, "--comment", "not today")
         assert denied.returncode == 0, denied.stderr
@@ -147,7 +127,7 @@ def test_it_denies_a_held_statement_by_the_reviewer_and_keeps_the_session(gatewa
 def test_it_withdraws_the_review_when_the_client_cancels(gateway, reviewed, app_name) -> None:
     conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
     with conn:
-        finished = in_background(lambda: conn.execute("CREATE TABLE canceled_one (id int)"))
+        finished = held_call(lambda: conn.execute("CREATE TABLE canceled_one (id int)"))
         review_id = pending_review(gateway)
         conn.cancel()
         with pytest.raises(errors.InsufficientPrivilege, match="withdrawn|canceled"):
@@ -161,11 +141,11 @@ def test_it_reviews_every_execution_of_a_prepared_statement(gateway, reviewed, a
     statement = f"CREATE TABLE IF NOT EXISTS {table_name} (id int)"
     conn = psycopg.connect(gateway.dsn(dbname=reviewed.connection), application_name=app_name, autocommit=True)
     with conn:
-        first = in_background(lambda: conn.execute(statement, prepare=True))  # Parse, then Bind: one review
+        first = held_call(lambda: conn.execute(statement, prepare=True))  # Parse, then Bind: one review
         approved = gateway.manage("reviews", "approve", pending_review(gateway), "--as", reviewed.reviewer)
         assert approved.returncode == 0, approved.stderr
         first()
-        again = in_background(lambda: conn.execute(statement, prepare=True))  # Bind of the prepared statement alone
+        again = held_call(lambda: conn.execute(statement, prepare=True))  # Bind of the prepared statement alone
         denied = gateway.manage("reviews", "deny", pending_review(gateway), "--as", reviewed.reviewer)
         assert denied.returncode == 0, denied.stderr
         with pytest.raises(errors.InsufficientPrivilege, match=f"denied in review by {reviewed.reviewer}"):
@@ -221,7 +201,7 @@ def test_it_announces_a_held_statement_on_the_webhook(gateway_factory, pg_cluste
         node.start()
         conn = psycopg.connect(node.dsn(dbname=people.connection), application_name=app_name, autocommit=True)
         with conn:
-            finished = in_background(lambda: conn.execute("CREATE TABLE announced (id int)"))
+            finished = held_call(lambda: conn.execute("CREATE TABLE announced (id int)"))
             review_id = pending_review(node)
             assert poll(lambda: _Receiver.bodies, HELD_TIMEOUT), "the webhook was not delivered"
             node.manage("reviews", "deny", review_id, "--as", people.reviewer, check=True)

@@ -6,14 +6,7 @@ from connections.models import Connection
 from recordings.actions import open_session, seal_session
 from recordings.models import Session
 from tests.recordings.recording_files import STATEMENTS
-
-
-@pytest.fixture(autouse=True)
-def recording_store(settings, tmp_path):
-    """Each test records into its own directory and signs with its own key."""
-    settings.GATEHOUSE_RECORDINGS_DIR = tmp_path / "recordings"
-    settings.GATEHOUSE_SIGNING_KEY_FILE = tmp_path / "keys" / "recording-signing.key"
-    return settings.GATEHOUSE_RECORDINGS_DIR
+from tests.support.recording_store import recording_store  # noqa: F401 (an autouse fixture)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from connections.actions import do_create_service_account, do_grant_connect
 from connections.models import Connection, ServiceAccount
 from recordings.actions import open_session, seal_session
 from recordings.models import Session
+from tests.support.recording_store import recording_store  # noqa: F401 (an autouse fixture)
 
 COUNTERS = {"statements": 2, "errors": 0, "bytes_from_client": 120, "bytes_to_client": 480}
 
@@ -35,14 +36,6 @@ class Personas:
 
 def make_user(username: str, **fields):
     return get_user_model().objects.create_user(username, f"{username}@example.com", **fields)
-
-
-@pytest.fixture(autouse=True)
-def recording_store(settings, tmp_path):
-    """Each test records into its own directory and signs with its own key."""
-    settings.GATEHOUSE_RECORDINGS_DIR = tmp_path / "recordings"
-    settings.GATEHOUSE_SIGNING_KEY_FILE = tmp_path / "keys" / "recording-signing.key"
-    return settings.GATEHOUSE_RECORDINGS_DIR
 
 
 @pytest.fixture

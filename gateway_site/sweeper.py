@@ -1,22 +1,21 @@
-"""Expires reviews left pending past their deadline, such as those of a node that died while holding them."""
+"""A node's periodic database chores: expiring overdue reviews and run-out access grants."""
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 
-from approvals.actions import do_expire_overdue_reviews
-
 logger = logging.getLogger(__name__)
 
-SWEEP_SECONDS = 60.0
 
+class Sweeper:
+    """Runs `work` (sync, on the database thread) at start and then every `interval` seconds, until stopped."""
 
-class ReviewSweeper:
-    """Runs do_expire_overdue_reviews at start and then every SWEEP_SECONDS."""
-
-    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
+    def __init__(self, work: Callable[[], object], interval: float, what: str) -> None:
+        self.work = work
         self.interval = interval
+        self.what = what
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -29,7 +28,7 @@ class ReviewSweeper:
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                await database_sync_to_async(do_expire_overdue_reviews)()
+                await database_sync_to_async(self.work)()
             except Exception:  # a database hiccup must not stop the sweeping
-                logger.exception("could not expire overdue reviews")
+                logger.exception("could not %s", self.what)
             await asyncio.sleep(self.interval)
