@@ -665,8 +665,8 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
         ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_options(argv)
+def run_and_report(produce: Callable[[Callable[[str], None]], list[str]], failures: tuple = ()) -> int:
+    """Run a benchmark with a timestamped log, print its report; the exit code (1 on a known failure, 130 on ^C)."""
     # A SIGTERM (a killed make) unwinds like Ctrl-C, so every process is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -674,16 +674,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     try:
-        ensure_pgbouncer()
-        report = run_benchmark(options, log)
+        report = produce(log)
     except KeyboardInterrupt:
         print("interrupted; everything started has been stopped", file=sys.stderr)
         return 130
-    except (BenchError, GatewayError, PgClusterError) as error:
+    except (BenchError, GatewayError, PgClusterError, *failures) as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
     print("\n".join(report), flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+
+    def produce(log: Callable[[str], None]) -> list[str]:
+        ensure_pgbouncer()
+        return run_benchmark(options, log)
+
+    return run_and_report(produce)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import importlib.metadata
 import json
 import os
 import re
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -60,6 +59,7 @@ from pg_bench import (  # noqa: E402
     pgbench_cluster,
     pgbench_command,
     pgbench_outcome,
+    run_and_report,
     tool_version,
     tree_cpu_seconds,
 )
@@ -73,8 +73,8 @@ from reviewer_web import (  # noqa: E402
     form_token,
 )
 
-from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
-from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError  # noqa: E402
+from tests.support.gateway_process import GatewayProcess, provision_bot  # noqa: E402
+from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster  # noqa: E402
 from tests.support.ports import wait_for_port  # noqa: E402
 
 BENCH_CONNECTION = "bench"  # pgbench's connection, no policy
@@ -686,22 +686,7 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
-    # A SIGTERM (a killed make) unwinds like Ctrl-C, so every process is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-    try:
-        report = run_benchmark(options, log)
-    except KeyboardInterrupt:
-        print("interrupted; everything started has been stopped", file=sys.stderr)
-        return 130
-    except (BenchError, GatewayError, PgClusterError, WebError) as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 1
-    print("\n".join(report), flush=True)
-    return 0
+    return run_and_report(lambda log: run_benchmark(options, log), failures=(WebError,))
 
 
 if __name__ == "__main__":
