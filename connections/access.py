@@ -20,7 +20,7 @@ from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
-from connections.models import AccessToken, Connection, Policy, ServiceAccount
+from connections.models import AccessToken, AgentKey, Connection, Policy, ServiceAccount
 
 # action -> the guardian permission it needs.
 ACTION_PERMISSIONS = {"connect": "connect", "review": "review", "view_sessions": "view_sessions"}
@@ -28,6 +28,7 @@ ACTION_PERMISSIONS = {"connect": "connect", "review": "review", "view_sessions":
 GATEWAY_CONNECTION_FIELDS = (
     "id",
     "name",
+    "kind",
     "host",
     "port",
     "database",
@@ -38,8 +39,11 @@ GATEWAY_CONNECTION_FIELDS = (
     "record_max_rows",
     "record_max_bytes",
     "retention_days",
+    "known_host",
+    "allow_forwarding",
+    "record_file_content",
 )
-_LOGIN_MODELS = (AccessToken, ServiceAccount, User, Connection, Policy, Permission, ContentType)
+_LOGIN_MODELS = (AccessToken, AgentKey, ServiceAccount, User, Connection, Policy, Permission, ContentType)
 _LOGIN_MODELS += (UserObjectPermission, GroupObjectPermission)
 
 
@@ -117,14 +121,17 @@ class GatewayLogin:
 
 
 @cache
-def _login_sql() -> str:
+def _login_sql(by_key: bool) -> str:
     """The gateway's login lookup as one statement (built once: the ORM would recompile it per login).
 
-    Tokens of the agent, newest first, each joined to the requested connection
-    if and only if the agent's user holds `connections.connect` on it,
-    directly or through a group, or has a granted access request on it that
-    has not run out. Portable between SQLite and PostgreSQL. Parameters:
-    connection name, now (grants), agent name, now (tokens).
+    Rows of the agent, each joined to the requested connection if and only if
+    the connection is of the requested kind and the agent's user holds
+    `connections.connect` on it, directly or through a group, or has a
+    granted access request on it that has not run out. Portable between
+    SQLite and PostgreSQL. By name (`by_key` False): one row per usable token,
+    newest first; parameters: connection name, kind, now (grants), agent
+    name, now (tokens). By key: one row for the key's agent; parameters:
+    connection name, kind, now (grants), key fingerprint.
     """
     table = {model: connection.ops.quote_name(model._meta.db_table) for model in _LOGIN_MODELS}
     grants = connection.ops.quote_name(apps.get_model("approvals", "AccessRequest")._meta.db_table)
@@ -134,12 +141,18 @@ def _login_sql() -> str:
     connect_permission = f"""(SELECT p.id FROM {table[Permission]} p
         JOIN {table[ContentType]} ct ON ct.id = p.content_type_id
         WHERE ct.app_label = 'connections' AND ct.model = 'connection' AND p.codename = 'connect')"""  # noqa: S608
-    return f"""
-        SELECT t.id, t.token_hash, t.scram_verifier, a.id, a.name, pol.id, pol.name, pol.rules, pol.revision, {columns}
-        FROM {table[AccessToken]} t
-        JOIN {table[ServiceAccount]} a ON a.id = t.account_id
+    if by_key:
+        source = f"""SELECT NULL, NULL, NULL, a.id, a.name, pol.id, pol.name, pol.rules, pol.revision, {columns}
+        FROM {table[AgentKey]} k JOIN {table[ServiceAccount]} a ON a.id = k.account_id"""  # noqa: S608
+        condition = "k.fingerprint = %s AND u.is_active"
+    else:
+        source = f"""SELECT t.id, t.token_hash, t.scram_verifier, a.id, a.name, pol.id, pol.name, pol.rules,
+        pol.revision, {columns}
+        FROM {table[AccessToken]} t JOIN {table[ServiceAccount]} a ON a.id = t.account_id"""  # noqa: S608
+        condition = "a.name = %s AND u.is_active AND NOT t.revoked AND t.expires_at > %s ORDER BY t.id DESC"
+    return f"""{source}
         JOIN {table[User]} u ON u.id = a.user_id
-        LEFT JOIN {table[Connection]} c ON c.name = %s AND (
+        LEFT JOIN {table[Connection]} c ON c.name = %s AND c.kind = %s AND (
             EXISTS (SELECT 1 FROM {table[UserObjectPermission]} up
                     WHERE up.user_id = u.id AND up.object_pk = CAST(c.id AS TEXT)
                     AND up.permission_id = {connect_permission})
@@ -151,22 +164,38 @@ def _login_sql() -> str:
                     WHERE ar.connection_id = c.id AND ar.requester_id = u.id
                     AND ar.status = 'granted' AND ar.granted_until > %s))
         LEFT JOIN {table[Policy]} pol ON pol.id = c.policy_id
-        WHERE a.name = %s AND u.is_active AND NOT t.revoked AND t.expires_at > %s
-        ORDER BY t.id DESC
+        WHERE {condition}
     """  # noqa: S608
 
 
-def lookup_gateway_login(agent_name: str, connection_name: str, now: datetime) -> GatewayLogin | None:
+def lookup_gateway_login(
+    agent_name: str, connection_name: str, now: datetime, kind: str = Connection.Kind.POSTGRES
+) -> GatewayLogin | None:
     """Load an agent's usable tokens and, if it may connect, the connection: one SQL query.
 
     Returns None when the agent is unknown, inactive, or has no unrevoked,
-    unexpired token. An unknown connection and a forbidden one both give
-    `connection=None`. The credentials stay encrypted.
+    unexpired token. An unknown connection, a forbidden one and one of
+    another kind all give `connection=None`. The credentials stay encrypted.
     """
     when = connection.ops.adapt_datetimefield_value(now)
-    params = [connection_name, when, agent_name, when]
+    return _login(_login_sql(False), [connection_name, kind, when, agent_name, when])
+
+
+def lookup_key_login(fingerprint: str, connection_name: str, now: datetime, kind: str) -> GatewayLogin | None:
+    """`lookup_gateway_login` for an agent that logs in with an SSH key: None if no active agent has that key.
+
+    The login's token list is empty: the key, not a token, proved who it is.
+    """
+    when = connection.ops.adapt_datetimefield_value(now)
+    login = _login(_login_sql(True), [connection_name, kind, when, fingerprint])
+    if login is None:
+        return None
+    return GatewayLogin(login.account_id, login.account_name, [], login.connection, login.policy)
+
+
+def _login(sql: str, params: list) -> GatewayLogin | None:
     with connection.cursor() as cursor:
-        cursor.execute(_login_sql(), params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
         return None

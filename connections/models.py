@@ -44,6 +44,7 @@ class Connection(models.Model):
 
     class Kind(models.TextChoices):
         POSTGRES = "postgres", "PostgreSQL"
+        SSH = "ssh", "SSH"
 
     class TlsMode(models.TextChoices):
         DISABLE = "disable", "disable"
@@ -54,7 +55,7 @@ class Connection(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POSTGRES)
     host = models.CharField(max_length=255)
     port = models.PositiveIntegerField(default=5432)
-    database = models.CharField(max_length=63)
+    database = models.CharField(max_length=63, blank=True, help_text="PostgreSQL only.")
     username = models.CharField(max_length=63)
     encrypted_credentials = models.TextField(blank=True, editable=False)
     tls_mode = models.CharField(max_length=16, choices=TlsMode.choices, default=TlsMode.REQUIRE)
@@ -75,6 +76,15 @@ class Connection(models.Model):
     end_sessions_on_grant_expiry = models.BooleanField(
         default=True,
         help_text="When a just-in-time access grant ends, also end the live sessions it allowed.",
+    )
+    known_host = models.TextField(
+        blank=True, help_text="SSH only: the upstream's pinned host key (`type base64`); others are refused."
+    )
+    allow_forwarding = models.TextField(
+        blank=True, help_text="SSH only: HOST:PORT destinations `ssh -L` may reach, comma-separated; empty allows none."
+    )
+    record_file_content = models.BooleanField(
+        default=False, help_text="SSH only: keep the content of files moved by sftp and scp in the recording."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -134,3 +144,23 @@ class AccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account.name}/{self.prefix}"
+
+
+class AgentKey(models.Model):
+    """An SSH public key a service account logs in to the SSH gateway with.
+
+    `fingerprint` is the key's SHA256 fingerprint as OpenSSH prints it; the
+    gateway looks a login up by it, so one key belongs to one account only.
+    """
+
+    account = models.ForeignKey(ServiceAccount, on_delete=models.CASCADE, related_name="ssh_keys")
+    public_key = models.TextField(help_text="`type base64` as in authorized_keys, without options.")
+    fingerprint = models.CharField(max_length=64, unique=True, editable=False)
+    comment = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account__name", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.account.name}/{self.fingerprint}"

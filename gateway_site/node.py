@@ -9,9 +9,12 @@ from approvals.actions import do_expire_overdue_reviews
 from approvals.webhook import ReviewWebhook
 from connections.pg_directory import DjangoPgDirectory
 from connections.protocols.pgwire.gateway import PgGateway, PgGatewayConfig
+from connections.protocols.ssh.gateway import SshGateway, SshGatewayConfig
+from connections.ssh_directory import DjangoSshDirectory
 from gateway_site.grant_sweep import sweep_expired_grants
 from gateway_site.node_signals import NodeSignals
 from gateway_site.policy_watch import PolicyWatcher
+from gateway_site.ssh_host_key import ensure_ssh_host_key
 from gateway_site.sweeper import Sweeper
 from gateway_site.tls import certificate_der, server_ssl_context, tls_server_end_point
 from recordings.actions import seal_finished_writer
@@ -38,11 +41,28 @@ def pg_gateway_config() -> PgGatewayConfig:
     )
 
 
+def ssh_gateway_config() -> SshGatewayConfig:
+    """The SSH engine's configuration, from settings; makes the host key on the first start."""
+    return SshGatewayConfig(
+        host_key_file=ensure_ssh_host_key(),
+        login_timeout=settings.GATEHOUSE_SSH_LOGIN_TIMEOUT,
+        connect_timeout=settings.GATEHOUSE_SSH_CONNECT_TIMEOUT,
+        keepalive_seconds=settings.GATEHOUSE_SSH_KEEPALIVE_SECONDS,
+        max_auth_attempts=settings.GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS,
+        record_max_bytes=settings.GATEHOUSE_SSH_RECORD_MAX_BYTES,
+    )
+
+
 class GatewayNode:
     """Starts and stops the listeners and the recording flusher on the running loop."""
 
-    def __init__(self, pg_address: tuple[str, int] | None, pg_workers: int = 1) -> None:
+    def __init__(
+        self, pg_address: tuple[str, int] | None, pg_workers: int = 1, ssh_address: tuple[str, int] | None = None
+    ) -> None:
         self.pg_address = pg_address
+        self.ssh_address = ssh_address
+        self.ssh: SshGateway | None = None
+        self.ssh_directory: DjangoSshDirectory | None = None
         self.pg_workers = pg_workers
         self.directory: DjangoPgDirectory | None = None
         self.flusher: RecordingFlusher | None = None
@@ -76,6 +96,15 @@ class GatewayNode:
             self.policy_watcher = PolicyWatcher(self.pg, self.directory, settings.GATEHOUSE_POLICY_POLL_SECONDS)
             await self.policy_watcher.start()
             await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
+        if self.ssh_address:
+            await self.start_ssh()
+
+    async def start_ssh(self) -> None:
+        self.ssh_directory = DjangoSshDirectory(self.flusher, self.webhook)
+        self.ssh_directory.start()
+        self.ssh = SshGateway(ssh_gateway_config(), self.ssh_directory)
+        self.signals.ssh_gateway = self.ssh
+        await self.ssh.serve(*self.ssh_address)
 
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
@@ -86,6 +115,9 @@ class GatewayNode:
         if self.pg is not None:
             await self.policy_watcher.stop()
             await self.pg.shutdown("the gateway is shutting down")
+        if self.ssh is not None:
+            await self.ssh.shutdown("the gateway is shutting down")
+            await self.ssh_directory.stop()
         if self.signals is not None:
             await self.signals.stop()
         if self.flusher is not None:

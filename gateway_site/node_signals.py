@@ -24,6 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from connections.protocols.pgwire.gateway import PgGateway
+from connections.protocols.ssh.gateway import SshGateway
 from gateway_site.broadcast import NODES_GROUP
 from gateway_site.watch_publisher import WatchPublisher
 from recordings.models import Session
@@ -40,6 +41,7 @@ class NodeSignals:
 
     def __init__(self, gateway: PgGateway | None, flusher: RecordingFlusher) -> None:
         self.gateway = gateway
+        self.ssh_gateway: SshGateway | None = None
         self.flusher = flusher
         self.layer = get_channel_layer()
         self.channel = ""
@@ -95,8 +97,8 @@ class NodeSignals:
             except Exception:
                 logger.exception("node signals: could not read which sessions to end")
                 continue
-            for public_id, by in ending:
-                self._on_terminate({"session": str(public_id), "by": by, "reason": ""})
+            for public_id, by, reason in ending:
+                self._on_terminate({"session": str(public_id), "by": by, "reason": reason})
 
     def _on_cancel(self, message: dict) -> None:
         if message.get("origin") == self.channel or self.gateway is None:
@@ -111,11 +113,13 @@ class NodeSignals:
 
     def _on_terminate(self, message: dict) -> None:
         by, reason = message["by"], message.get("reason") or "ended by a reviewer"
-        if self.gateway is not None and self.gateway.terminate_session(message["session"], by, reason):
-            logger.info("session %s terminated by %s", message["session"], by)
+        for gateway in (self.gateway, self.ssh_gateway):
+            if gateway is not None and gateway.terminate_session(message["session"], by, reason):
+                logger.info("session %s terminated by %s", message["session"], by)
+                return
 
 
-def _sessions_to_end() -> list[tuple[str, str]]:
-    """(public id, by) of this node's live sessions that someone asked to end."""
+def _sessions_to_end() -> list[tuple[str, str, str]]:
+    """(public id, by, reason) of this node's live sessions that someone asked to end."""
     live = Session.objects.filter(status=Session.Status.LIVE, node=settings.GATEHOUSE_NODE_ID)
-    return list(live.exclude(terminated_by="").values_list("public_id", "terminated_by"))
+    return list(live.exclude(terminated_by="").values_list("public_id", "terminated_by", "terminate_reason"))

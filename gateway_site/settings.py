@@ -208,7 +208,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("GATEHOUSE_LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "twisted": {"level": "WARNING"}},
+    # asyncssh logs every connection and channel at INFO; the gateway logs what matters itself.
+    "loggers": {"daphne": {"level": "WARNING"}, "twisted": {"level": "WARNING"}, "asyncssh": {"level": "WARNING"}},
 }
 
 # --- Gatehouse ---------------------------------------------------------------
@@ -266,3 +267,13 @@ GATEHOUSE_TOKEN_DEFAULT_TTL = env("GATEHOUSE_TOKEN_DEFAULT_TTL", "24h")
 # saves every client a PBKDF2 run on each login (PostgreSQL uses 4096 for passwords).
 GATEHOUSE_TOKEN_SCRAM_ITERATIONS = env_int("GATEHOUSE_TOKEN_SCRAM_ITERATIONS", 16, minimum=1)
 GATEHOUSE_DEFAULT_RETENTION_DAYS = env_int("GATEHOUSE_DEFAULT_RETENTION_DAYS", 90, minimum=1)
+
+# SSH gateway. The host key is made on the first start if the file is missing.
+GATEHOUSE_SSH_HOST_KEY_FILE = data_path("GATEHOUSE_SSH_HOST_KEY_FILE", GATEHOUSE_DATA_DIR / "ssh" / "host_ed25519_key")
+# Terminal data recorded per SSH session; beyond it the recording marks itself truncated,
+# so a `tail -f` cannot fill the disk.
+GATEHOUSE_SSH_RECORD_MAX_BYTES = env_int("GATEHOUSE_SSH_RECORD_MAX_BYTES", 100 << 20, minimum=0)
+GATEHOUSE_SSH_CONNECT_TIMEOUT = env_number("GATEHOUSE_SSH_CONNECT_TIMEOUT", 15, minimum=0.1)
+GATEHOUSE_SSH_LOGIN_TIMEOUT = env_number("GATEHOUSE_SSH_LOGIN_TIMEOUT", 60, minimum=1)
+GATEHOUSE_SSH_KEEPALIVE_SECONDS = env_number("GATEHOUSE_SSH_KEEPALIVE_SECONDS", 30, minimum=0)
+GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS = env_int("GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS", 6, minimum=1)

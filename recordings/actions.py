@@ -187,7 +187,7 @@ def request_session_end(session_public_ids: list[str], *, by: str, reason: str) 
     """
     live = Session.objects.filter(public_id__in=session_public_ids, status=Session.Status.LIVE)
     ids = [str(public_id) for public_id in live.values_list("public_id", flat=True)]
-    live.update(terminated_by=by[:150])
+    live.update(terminated_by=by[:150], terminate_reason=reason[:200])
     for public_id in ids:
         message = {"type": "session.terminate", "session": public_id, "by": by, "reason": reason}
         announce_on_commit((NODES_GROUP, message))

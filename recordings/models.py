@@ -48,6 +48,7 @@ class Session(models.Model):
         help_text="Its distinct statements as recorded (masked), newline-joined and capped; filled when sealed.",
     )
     terminated_by = models.CharField(max_length=150, blank=True, help_text="Who ended it from the gateway's side.")
+    terminate_reason = models.CharField(max_length=200, blank=True, help_text="Why, as the client is told.")
 
     class Meta:
         ordering = ["-started_at"]

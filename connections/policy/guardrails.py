@@ -19,6 +19,9 @@ tables: [reports.*]" a join with another schema. Either way the direction
 is the one that fails closed. Reading subqueries inside another statement
 (INSERT ... SELECT) count as part of it, not as a separate SELECT to cover.
 
+Command rules (those that set `programs` or `args_regex`) are not about SQL:
+they are skipped here and judged by connections.policy.command_guardrails.
+
 Opaque statements (DO, CREATE FUNCTION, unknown statement types) fall to
 the policy's `opaque` action unless a rule decides them first; an allow
 rule decides them only if it names their kind explicitly.
@@ -46,10 +49,10 @@ from connections.policy.sql_facts import (
 
 _STRICTNESS = {"allow": 0, "review": 1, "deny": 2}
 _new_object = object.__new__
-_ACTION_WORDS = {
-    "allow": "Gatehouse allowed this statement",
-    "review": "Gatehouse is holding this statement for review",
-    "deny": "Gatehouse denied this statement",
+_ACTION_WORDS = {  # completed with what is judged: "statement" or "command"
+    "allow": "Gatehouse allowed this {}",
+    "review": "Gatehouse is holding this {} for review",
+    "deny": "Gatehouse denied this {}",
 }
 _VERDICT_CACHE_MAX_CHARS = 4096
 _CACHE_MAX_ENTRIES = 8192
@@ -74,15 +77,16 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class _Decision:
-    """A verdict without its statement text, shared by every statement of one shape."""
+class Decision:
+    """A verdict without its statement text, shared by every statement of one shape (or every command)."""
 
     action: str
     rule: str
     message: str
     approvals: int = 1
     timeout: float | None = None
-    # How strict it is, for picking the strictest decision: the action first, then the approvals a review needs.
+    # How strict it is, for picking the strictest decision: the action first, then the approvals a review needs
+    # (compare with >, so that of two equally strict decisions the first one found stays).
     rank: tuple[int, int] = field(init=False, repr=False, compare=False)
     # The fields of its verdicts, the statement left blank (filled in by `verdict`).
     verdict_fields: dict = field(init=False, repr=False, compare=False)
@@ -95,9 +99,18 @@ class _Decision:
 
     @classmethod
     def of(
-        cls, action: str, rule: str, detail: str = "", approvals: int = 1, timeout: float | None = None
-    ) -> "_Decision":
-        """A rule's decision; `approvals` and `timeout` are kept for a review and dropped for other actions."""
+        cls,
+        action: str,
+        rule: str,
+        detail: str = "",
+        approvals: int = 1,
+        timeout: float | None = None,
+        subject: str = "statement",
+    ) -> "Decision":
+        """A rule's decision; `approvals` and `timeout` are kept for a review and dropped for other actions.
+
+        Its message reads `Gatehouse denied this {subject}: rule "{rule}": {detail}`.
+        """
         if action not in _ACTION_WORDS:
             raise ValueError(f"rule {rule!r}: unknown action {action!r} (expected allow, review or deny)")
         if action != "review":
@@ -106,7 +119,7 @@ class _Decision:
             raise ValueError(f"rule {rule!r}: a review needs at least 1 approval, not {approvals!r}")
         elif timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"rule {rule!r}: a review timeout must be a positive number of seconds, not {timeout!r}")
-        message = f'{_ACTION_WORDS[action]}: rule "{rule}"' + (f": {detail}" if detail else "")
+        message = f'{_ACTION_WORDS[action].format(subject)}: rule "{rule}"' + (f": {detail}" if detail else "")
         return cls(action, rule, message, approvals, timeout)
 
     def verdict(self, statement: str) -> Verdict:
@@ -144,7 +157,7 @@ class _CompiledRule:
         self.flags = (match.copy_program, match.copy_file, match.without_where)
         self.has_conditions = bool(functions) or any(self.flags)
         self.regex = re.compile(match.regex) if match.regex else None
-        self.decision = _Decision.of(rule.action, rule.name, rule.message, rule.approvals, rule.timeout)
+        self.decision = Decision.of(rule.action, rule.name, rule.message, rule.approvals, rule.timeout)
 
     def filters_match(self, facts: StatementFacts) -> bool:
         """Whether the kind, table and schema filters match (any of them, or cover them for allow)."""
@@ -202,7 +215,7 @@ class _Plan:
 
     facts: StatementFacts  # kept so its id() is not reused while the plan is cached
     candidates: tuple[tuple[_CompiledRule, bool], ...]  # (rule, decides only if its regex matches)
-    fallback: _Decision
+    fallback: Decision
 
 
 class SqlGuardrails:
@@ -210,9 +223,9 @@ class SqlGuardrails:
 
     def __init__(self, spec: PolicySpec) -> None:
         self.spec = spec
-        self._rules = tuple(_CompiledRule(rule) for rule in spec.guardrails)
-        self._default = _Decision.of(spec.default, "default")
-        self._opaque = _Decision.of(spec.opaque, "opaque", "DO blocks and function bodies cannot be inspected")
+        self._rules = tuple(_CompiledRule(rule) for rule in spec.guardrails if rule.match.for_sql)
+        self._default = Decision.of(spec.default, "default")
+        self._opaque = Decision.of(spec.opaque, "opaque", "DO blocks and function bodies cannot be inspected")
         self._plans: dict[int, _Plan] = {}
         self._verdicts: dict[str, Verdict] = {}
 
@@ -245,7 +258,7 @@ class SqlGuardrails:
         try:
             statements, texts = classify_shared(sql)
         except UnparseableSQL as exc:
-            return _Decision.of(self.spec.unparseable, "unparseable", str(exc)).verdict(sql), False
+            return Decision.of(self.spec.unparseable, "unparseable", str(exc)).verdict(sql), False
         if len(statements) == 1 and statements[0].prepare_name is None and statements[0].execute_name is None:
             return self.decide(statements[0], texts[0]).verdict(texts[0]), False  # the common case, without the loop
         worst, worst_text, stateful = _EMPTY, "", False
@@ -266,7 +279,7 @@ class SqlGuardrails:
                 session.remember(name, body)
         return worst.verdict(worst_text), stateful
 
-    def decide(self, facts: StatementFacts, text: str) -> _Decision:
+    def decide(self, facts: StatementFacts, text: str) -> Decision:
         """The first matching rule's decision for one statement, or the fallback."""
         plan = self._plans.get(id(facts))
         if plan is None or plan.facts is not facts:
@@ -295,13 +308,13 @@ class SqlGuardrails:
         return plan
 
     def _prepared_decision(
-        self, facts: StatementFacts, text: str, decision: _Decision, session: "SessionGuardrails | None"
-    ) -> _Decision:
+        self, facts: StatementFacts, text: str, decision: Decision, session: "SessionGuardrails | None"
+    ) -> Decision:
         """PREPARE: also judged as its body, so PREPARE + EXECUTE in one string cannot skip a rule.
 
         EXECUTE: also judged as every body its name may hold in the session.
         """
-        others: list[_Decision] = []
+        others: list[Decision] = []
         if facts.prepared is not None:
             others.append(self.decide(facts.prepared, text))
         if facts.execute_name is not None and session is not None:
@@ -312,7 +325,7 @@ class SqlGuardrails:
         return decision
 
 
-_EMPTY = _Decision("allow", "empty", 'Gatehouse allowed this statement: rule "empty": no statement to run')
+_EMPTY = Decision("allow", "empty", 'Gatehouse allowed this statement: rule "empty": no statement to run')
 
 
 class SessionGuardrails:
@@ -361,11 +374,11 @@ class SessionGuardrails:
             bodies.clear()
         bodies[body.text] = body
 
-    def bodies_decisions(self, name: str, seen: set[str]) -> list[_Decision]:
+    def bodies_decisions(self, name: str, seen: set[str]) -> list[Decision]:
         """The decisions for every body prepared statement `name` may run (following EXECUTE inside them)."""
         if name in self._overflowed:
             detail = f"prepared statement {name!r} was re-prepared too often to track"
-            return [_Decision.of("deny", "prepared", detail)]
+            return [Decision.of("deny", "prepared", detail)]
         seen.add(name)
         decisions = []
         for body in self._bodies.get(name, {}).values():

@@ -3,14 +3,26 @@
 A `PolicySpec` is what `policies apply` reads from YAML, what the `Policy`
 model stores (as `to_dict()` JSON) and what a session's engine compiles into
 its guardrail and masking objects. Nothing here imports Django; nothing here
-validates: `connections.policy.policy_file` does that, with line numbers.
+validates (beyond refusing a match that mixes SQL and command keys):
+`connections.policy.policy_file` does that, with line numbers.
 
-Guardrail matching: a rule's *filters* (`kind`, `schemas`, `tables`) narrow
+One policy serves PostgreSQL and SSH connections. A guardrail that sets SQL
+keys (SQL_MATCH_KEYS) is an SQL rule, judged by
+connections.policy.guardrails; one that sets command keys
+(COMMAND_MATCH_KEYS: `programs`, `args_regex`) is a command rule, judged by
+connections.policy.command_guardrails; one that sets neither (no key, or
+only `regex`) applies to both. A rule cannot set both kinds.
+
+SQL matching: a rule's *filters* (`kind`, `schemas`, `tables`) narrow
 which statements it is about; its *conditions* (`functions`,
 `dangerous_functions`, `copy_program`, `copy_file`, `without_where`,
 `regex`) say what is wrong with them. A rule matches a statement when every
 filter it sets matches and, if it sets any condition, at least one condition
 holds. A rule with neither matches every statement.
+
+Command matching works the same way on each program a command runs:
+`programs` is the filter, `args_regex` (on that program's arguments) and
+`regex` (on the whole command line) the conditions.
 """
 
 from dataclasses import dataclass, field
@@ -31,6 +43,17 @@ DETECTORS = (
 DEFAULT_PARTIAL_KEEP = 4
 MIN_APPROVALS, MAX_APPROVALS = 1, 32  # approvals a review rule may require
 MAX_REVIEW_TIMEOUT_SECONDS = 24 * 3600  # the longest a review rule may hold a statement
+SQL_MATCH_KEYS = (
+    "kind",
+    "schemas",
+    "tables",
+    "functions",
+    "dangerous_functions",
+    "copy_program",
+    "copy_file",
+    "without_where",
+)
+COMMAND_MATCH_KEYS = ("programs", "args_regex")
 
 
 @dataclass(frozen=True)
@@ -46,7 +69,14 @@ class GuardrailMatch:
       backend-killing functions (connections.policy.sql_facts.DANGEROUS_FUNCTIONS).
     - `copy_program`: COPY ... TO/FROM PROGRAM; `copy_file`: COPY to or from a server file.
     - `without_where`: an UPDATE or DELETE with no WHERE clause.
-    - `regex`: a Python regex searched in the statement's text, a last resort.
+    - `regex`: a Python regex searched in the statement's (or command line's) text, a last resort.
+    - `programs`: glob patterns of the programs a command runs, matched against
+      the program's basename ("rm", "python*"), or against its path as written
+      when the pattern holds a "/" ("/usr/local/bin/*").
+    - `args_regex`: a Python regex searched in each matching program's
+      arguments, joined by single spaces ("-rf /" for `rm -rf /`).
+
+    Setting SQL keys and command keys in one match is a ValueError.
     """
 
     kind: tuple[str, ...] = ()
@@ -58,11 +88,38 @@ class GuardrailMatch:
     copy_file: bool = False
     without_where: bool = False
     regex: str = ""
+    programs: tuple[str, ...] = ()
+    args_regex: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sql_keys() and self.command_keys():
+            raise ValueError(
+                f"a guardrail match sets SQL keys ({', '.join(self.sql_keys())}) and command keys "
+                f"({', '.join(self.command_keys())}); a rule is about SQL statements or about commands"
+            )
+
+    def sql_keys(self) -> tuple[str, ...]:
+        """The SQL keys this match sets."""
+        return tuple(key for key in SQL_MATCH_KEYS if getattr(self, key))
+
+    def command_keys(self) -> tuple[str, ...]:
+        """The command keys this match sets."""
+        return tuple(key for key in COMMAND_MATCH_KEYS if getattr(self, key))
+
+    @property
+    def for_sql(self) -> bool:
+        """Whether SQL statements are judged by this rule (it sets no command key)."""
+        return not self.command_keys()
+
+    @property
+    def for_commands(self) -> bool:
+        """Whether commands are judged by this rule (it sets no SQL key)."""
+        return not self.sql_keys()
 
 
 @dataclass(frozen=True)
 class GuardrailRule:
-    """One ordered rule; the first rule that matches a statement decides it.
+    """One ordered rule; the first rule that matches a statement (or a program a command runs) decides it.
 
     `approvals` and `timeout` matter only for action "review" (the policy
     file accepts them only there): how many reviewers must approve a held
@@ -102,7 +159,8 @@ class PolicySpec:
 
     name: str
     default: str = "allow"  # the action when no guardrail matches
-    unparseable: str = "deny"  # the action for SQL the parser rejects: fail closed
-    opaque: str = "review"  # DO blocks and function bodies, which cannot be looked into
+    unparseable: str = "deny"  # the action for SQL or a command line the parser rejects: fail closed
+    # DO blocks and function bodies; commands whose programs are only known when they run (eval, $X, python -c)
+    opaque: str = "review"
     guardrails: tuple[GuardrailRule, ...] = ()
     masking: tuple[MaskingRule, ...] = ()

@@ -1,15 +1,17 @@
-"""One session's policy as the PostgreSQL engine uses it: guardrails with session memory, and a masker.
+"""One session's policy as the engines use it: guardrails (with session memory for SQL), and a masker.
 
 A `CompiledPolicy` is built once per policy revision and shared by every
 session under it (its parse and verdict caches are what make a hot
-statement cheap). Each session wraps it in a `SessionPolicy`, which adds
-what belongs to one session: PREPARE/EXECUTE memory and a masker whose
-table and column names come from that session's database catalog.
+statement cheap): SQL guardrails for PostgreSQL, command guardrails for
+SSH. Each session wraps it in a `SessionPolicy`, which adds what belongs to
+one session: PREPARE/EXECUTE memory and a masker whose table and column
+names come from that session's database catalog.
 """
 
 import logging
 from typing import NamedTuple
 
+from .command_guardrails import CommandGuardrails
 from .guardrails import SessionGuardrails, SqlGuardrails, Verdict
 from .masking import Masker
 from .rules import PolicySpec
@@ -29,9 +31,9 @@ FUNCTION_CALL_TEXT = "-- fast-path function call"
 logger = logging.getLogger(__name__)
 
 
-def _engine_failed(sql: str) -> Verdict:
-    message = 'Gatehouse denied this statement: rule "engine-error": the policy engine could not judge it'
-    return Verdict("deny", "engine-error", message, sql)
+def _engine_failed(text: str, subject: str = "statement") -> Verdict:
+    message = f'Gatehouse denied this {subject}: rule "engine-error": the policy engine could not judge it'
+    return Verdict("deny", "engine-error", message, text)
 
 
 class CopyShape(NamedTuple):
@@ -51,6 +53,7 @@ class CompiledPolicy:
         self.key = key
         self.hash_key = hash_key
         self.guardrails = SqlGuardrails(spec)
+        self.commands = CommandGuardrails(spec)
         self.function_call = self._function_call_verdict(spec)
 
     @staticmethod
@@ -70,7 +73,11 @@ class CompiledPolicy:
 
 
 class SessionPolicy:
-    """What one session's StatementTracker calls; see connections.protocols.pgwire.tracker."""
+    """What one session's engine asks of its policy: verdicts and masking.
+
+    Callers: the StatementTracker for SQL (connections.protocols.pgwire.tracker), the SSH session for
+    commands (connections.policy.ssh_policy).
+    """
 
     def __init__(self, compiled: CompiledPolicy, guardrails: SessionGuardrails | None = None) -> None:
         self.compiled = compiled
@@ -107,6 +114,14 @@ class SessionPolicy:
         except Exception:
             logger.exception("the guardrails failed on a Parse; denying it")
             return _engine_failed(sql)
+
+    def check_command(self, command: str) -> Verdict:
+        """The verdict on an SSH exec command or shell line (see connections.policy.command_guardrails)."""
+        try:
+            return self.compiled.commands.check(command)
+        except Exception:  # a bug in the engine must deny the command, not end the session
+            logger.exception("the command guardrails failed on a command; denying it")
+            return _engine_failed(command, "command")
 
     def check_function_call(self, function_oid: int) -> Verdict:
         return self.compiled.function_call

@@ -46,6 +46,7 @@ def test_it_loads_tokens_and_connection_in_one_query(probed_connection, granted,
     assert login.connection == {
         "id": connection.id,
         "name": "warehouse",
+        "kind": "postgres",
         "host": "db.internal",
         "port": 5432,
         "database": "app",
@@ -56,6 +57,9 @@ def test_it_loads_tokens_and_connection_in_one_query(probed_connection, granted,
         "record_max_rows": 50,
         "record_max_bytes": 1 << 20,
         "retention_days": connection.retention_days,
+        "known_host": "",
+        "allow_forwarding": "",
+        "record_file_content": False,
     }
     assert CANARY_PASSWORD not in repr(login)
     assert decrypt_credentials(login.connection["encrypted_credentials"]) == {"password": CANARY_PASSWORD}

@@ -242,7 +242,7 @@ version: 2
         "line 3: unknown key 'colour' in a policy; allowed keys: name, description, connections, default, "
         "unparseable, opaque, guardrails, masking",
         "line 7: unknown key 'table' in match; allowed keys: kind, schemas, tables, functions, "
-        "dangerous_functions, copy_program, copy_file, without_where, regex",
+        "dangerous_functions, copy_program, copy_file, without_where, regex, programs, args_regex",
         "line 8: unknown key 'severity' in a guardrail; allowed keys: name, action, match, message, approvals, timeout",
         "line 12: unknown key 'mode' in a masking rule; allowed keys: name, columns, detectors, style, keep",
         "line 13: unknown key 'version' in the top level; allowed keys: policies",

@@ -22,9 +22,11 @@ from tests.protocols.nodes import (
     unique_name,
     wait_for_session,
 )
+from tests.protocols.ssh_nodes import SshAccess, provision_ssh
 from tests.protocols.wire import WireClient
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import HOST, GatewayProcess
 from tests.support.pg_cluster import PgCluster
+from tests.support.sshd import SshServer, running_sshd
 
 SEAL_TIMEOUT = 20.0
 PSQL_TIMEOUT = 60.0
@@ -127,3 +129,25 @@ def raw_direct(pg_cluster: PgCluster) -> Iterator[Callable[[], WireClient]]:
             return client
 
         yield open_client
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """A real OpenSSH server for the whole run: the SSH connections' upstream host."""
+    with running_sshd() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ssh_reviewer(gateway: GatewayProcess) -> str:
+    """A person on the shared node who may decide held commands and end sessions (a superuser)."""
+    name = unique_name("reviewer")
+    script = "import os; from django.contrib.auth.models import User; User.objects.create_superuser(os.environ['R'])"
+    gateway.manage("shell", "-c", script, env={"R": name}, check=True)
+    return name
+
+
+@pytest.fixture(scope="session")
+def ssh_access(gateway: GatewayProcess, sshd: SshServer, tmp_path_factory: pytest.TempPathFactory) -> SshAccess:
+    """The shared node's SSH connection `web-01` to sshd, and agent `ssh-bot` with a key and a token."""
+    return provision_ssh(gateway, sshd, tmp_path_factory.mktemp("ssh-access"), forwarding=f"{HOST}:*")

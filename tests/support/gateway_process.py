@@ -35,7 +35,7 @@ class GatewayError(RuntimeError):
 
 
 class GatewayProcess:
-    """One gateway node: a data dir, an HTTP and a PostgreSQL port, and the rungateway process."""
+    """One gateway node: a data dir, HTTP, PostgreSQL and SSH ports, and the rungateway process."""
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pg_port = pg_port or free_port(HOST)
         self.http_port = http_port or free_port(HOST)
+        self.ssh_port = free_port(HOST)
         self._ports_chosen_here = pg_port is None and http_port is None
         self.extra_env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
@@ -119,12 +120,13 @@ class GatewayProcess:
             self.migrate()
         for _attempt in range(3):
             self._spawn()
-            if wait_for_port(HOST, self.pg_port, timeout, still_starting=lambda: self.running):
+            listening = wait_for_port(HOST, self.pg_port, timeout, still_starting=lambda: self.running)
+            if listening and wait_for_port(HOST, self.ssh_port, timeout, still_starting=lambda: self.running):
                 return
             if self.running or not self._ports_chosen_here or "in use" not in self.log_text():
                 break
             # Another process took a port between our probe and the gateway's bind.
-            self.pg_port, self.http_port = free_port(HOST), free_port(HOST)
+            self.pg_port, self.http_port, self.ssh_port = free_port(HOST), free_port(HOST), free_port(HOST)
         self.stop()
         raise GatewayError(f"the gateway did not listen on {HOST}:{self.pg_port}:\n{self.log_tail()}")
 
@@ -137,6 +139,8 @@ class GatewayProcess:
             f"{HOST}:{self.http_port}",
             "--pg",
             f"{HOST}:{self.pg_port}",
+            "--ssh",
+            f"{HOST}:{self.ssh_port}",
         ]
         with open(self.log_file, "ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} starting: {' '.join(command[1:])}\n".encode())

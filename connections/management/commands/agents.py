@@ -1,6 +1,7 @@
-"""`manage.py agents add|token|revoke|grant|list`: service accounts and their tokens."""
+"""`manage.py agents add|token|revoke|grant|list|add-key|remove-key|keys`: service accounts and their credentials."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,13 +14,16 @@ from connections.actions import do_create_service_account, do_grant_connect, do_
 from connections.durations import DurationError, parse_duration
 from connections.management.command_output import format_table, validation_message
 from connections.models import Connection, ServiceAccount
+from connections.ssh_actions import do_add_agent_key, do_remove_agent_key
 
 
 class Command(BaseCommand):
     help = "Manage service accounts (agents), their tokens and their grants."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        subcommands = parser.add_subparsers(dest="subcommand", required=True, metavar="{add,token,revoke,grant,list}")
+        subcommands = parser.add_subparsers(
+            dest="subcommand", required=True, metavar="{add,token,revoke,grant,list,add-key,remove-key,keys}"
+        )
         add = subcommands.add_parser("add", help="Create a service account.")
         add.add_argument("name", help="The agent's name; clients put it in user=.")
         add.add_argument("--description", default="", help="What this agent is for.")
@@ -36,9 +40,17 @@ class Command(BaseCommand):
         grant.add_argument("name")
         grant.add_argument("connection")
         subcommands.add_parser("list", help="List agents.")
+        add_key = subcommands.add_parser("add-key", help="Let an agent log in to the SSH gateway with a public key.")
+        add_key.add_argument("name")
+        add_key.add_argument("public_key_file", metavar="PUBKEY_FILE", help="An OpenSSH public key file (*.pub).")
+        remove_key = subcommands.add_parser("remove-key", help="Stop an agent logging in with a key.")
+        remove_key.add_argument("name")
+        remove_key.add_argument("fingerprint", metavar="SHA256:...")
+        keys = subcommands.add_parser("keys", help="List an agent's SSH keys.")
+        keys.add_argument("name")
 
     def handle(self, *args, subcommand: str, **options) -> None:
-        handler = getattr(self, f"handle_{subcommand}")
+        handler = getattr(self, f"handle_{subcommand.replace('-', '_')}")
         try:
             handler(options)
         except ValidationError as exc:
@@ -91,6 +103,33 @@ class Command(BaseCommand):
             for account in accounts
         ]
         self.stdout.write(format_table(["NAME", "LIVE TOKENS", "CONNECTIONS", "DESCRIPTION"], rows))
+
+    def handle_add_key(self, options: dict) -> None:
+        account = get_agent(options["name"])
+        path = options["public_key_file"]
+        try:
+            text = Path(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read public key file {path}: {exc}") from None
+        key = do_add_agent_key(account, text)
+        self.stdout.write(f"Agent {account.name} may now log in over SSH with key {key.fingerprint}.")
+
+    def handle_remove_key(self, options: dict) -> None:
+        account = get_agent(options["name"])
+        if not do_remove_agent_key(account, options["fingerprint"]):
+            raise CommandError(f"agent {account.name} has no key {options['fingerprint']}")
+        self.stdout.write(f"Removed key {options['fingerprint']} of agent {account.name}.")
+
+    def handle_keys(self, options: dict) -> None:
+        account = get_agent(options["name"])
+        rows = [
+            [key.fingerprint, key.public_key.split()[0], key.comment, key.created_at.isoformat(timespec="seconds")]
+            for key in account.ssh_keys.all()
+        ]
+        if not rows:
+            self.stdout.write(f"Agent {account.name} has no SSH keys. Add one with: manage.py agents add-key")
+            return
+        self.stdout.write(format_table(["FINGERPRINT", "TYPE", "COMMENT", "ADDED"], rows))
 
 
 def get_agent(name: str) -> ServiceAccount:

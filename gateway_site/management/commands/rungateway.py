@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from gateway_site.ssh_host_key import ensure_ssh_host_key
 from gateway_site.tls import ensure_certificate
 from gateway_site.workers import accept_stop_signals, fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
@@ -26,12 +27,13 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 class Command(BaseCommand):
-    help = "Run a gateway node: the web app and the PostgreSQL listener."
+    help = "Run a gateway node: the web app, the PostgreSQL listener and, with --ssh, the SSH listener."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--http", default="127.0.0.1:8000", help="web and websocket address")
         parser.add_argument("--pg", default="127.0.0.1:15432", help="PostgreSQL listener address")
         parser.add_argument("--no-pg", action="store_true", help="do not listen for PostgreSQL clients")
+        parser.add_argument("--ssh", default=None, help="SSH listener address, e.g. 127.0.0.1:2222 (off if not given)")
         parser.add_argument(
             "--workers",
             type=int,
@@ -42,6 +44,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         http_host, http_port = parse_address(options["http"])
         pg_address = None if options["no_pg"] else parse_address(options["pg"])
+        ssh_address = parse_address(options["ssh"]) if options["ssh"] else None
         workers = options["workers"]
         if workers < 1 or (workers > 1 and not settings.CHANNEL_LAYERS_ARE_SHARED):
             raise CommandError("--workers must be 1, or more with REDIS_URL set (workers signal each other through it)")
@@ -49,16 +52,24 @@ class Command(BaseCommand):
         if interrupted:
             logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
         ensure_certificate()  # made once here, not raced by the workers
+        if ssh_address:
+            ensure_ssh_host_key()
         # Whitenoise serves what was collected when the app loads: collect first, so no node serves bare pages.
         call_command("collectstatic", interactive=False, verbosity=0)
         worker_pids = fork_pg_workers(workers, pg_address) if pg_address else []
         try:
-            run_node(http_host, http_port, pg_address, workers)
+            run_node(http_host, http_port, pg_address, workers, ssh_address)
         finally:
             stop_pg_workers(worker_pids)
 
 
-def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None, pg_workers: int) -> None:
+def run_node(
+    http_host: str,
+    http_port: int,
+    pg_address: tuple[str, int] | None,
+    pg_workers: int,
+    ssh_address: tuple[str, int] | None = None,
+) -> None:
     import uvloop
 
     # daphne makes its event loop when daphne.server is first imported, so
@@ -71,7 +82,7 @@ def run_node(http_host: str, http_port: int, pg_address: tuple[str, int] | None,
     from gateway_site.asgi import application
     from gateway_site.node import GatewayNode
 
-    node = GatewayNode(pg_address, pg_workers)
+    node = GatewayNode(pg_address, pg_workers, ssh_address)
     # Everything loaded so far lives as long as the process: keep the cyclic
     # collector from rescanning it, and let it run less often on the relay's
     # short-lived objects (they are freed by reference counting anyway).

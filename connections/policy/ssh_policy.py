@@ -1,0 +1,45 @@
+"""What an SSH session asks of its connection's policy: verdicts on commands, and masking of terminal text.
+
+The same policy file serves PostgreSQL and SSH connections. For SSH, the
+guardrails that apply to commands judge exec commands and interactive shell
+lines (connections.policy.command_guardrails), and the masking rules'
+content detectors mask terminal output (column rules have no columns to
+match here).
+"""
+
+from connections.policy.guardrails import Verdict
+from connections.policy.session_policy import CompiledPolicy
+
+_UNCERTAIN_WORDS = {
+    "deny": "Gatehouse denied this command",
+    "review": "Gatehouse is holding this command for review",
+}
+UNCERTAIN_DETAIL = (
+    "the gateway cannot see the whole command line (history recall, completion or an editing key); type it out in full"
+)
+
+
+class SshSessionPolicy:
+    """One SSH session's view of a compiled policy."""
+
+    def __init__(self, compiled: CompiledPolicy) -> None:
+        self.compiled = compiled
+        self.session = compiled.for_session()
+        spec = compiled.spec
+        self.detector_rules = tuple(rule for rule in spec.masking if rule.detectors)  # for terminal output
+        self.hash_key = compiled.hash_key
+        self.judges_commands = spec.default != "allow" or compiled.commands.has_rules
+
+    def check_command(self, command: str, uncertain: bool = False) -> Verdict:
+        """The verdict on a command; a line the gateway could not fully see is at least as strict as `unparseable`."""
+        verdict = self.session.check_command(command)
+        fallback = self.compiled.spec.unparseable
+        if not uncertain or verdict.action != "allow" or fallback == "allow":
+            return verdict
+        message = f'{_UNCERTAIN_WORDS[fallback]}: rule "uncertain": {UNCERTAIN_DETAIL}'
+        return Verdict(fallback, "uncertain", message, command)
+
+    def mask_text(self, text: str) -> str:
+        """A command line as recordings and reviewers get it, with the detectors' finds masked."""
+        masker = self.session.masker
+        return masker.mask_statement(text) if masker is not None else text

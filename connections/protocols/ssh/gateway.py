@@ -1,0 +1,111 @@
+"""A node's SSH front door: the listener and the map of live agent connections."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+
+from .client_connection import ClientConnection
+from .targets import SshLogin, SshTarget
+
+logger = logging.getLogger(__name__)
+
+
+class SessionHandle(Protocol):
+    """What the directory returns for an open session: its recording's id and sink."""
+
+    public_id: str
+
+    def record(self, kind: str, data: object) -> None: ...
+
+
+class SshDirectory(Protocol):
+    """The engine's only window on agents, connections, policies and recordings."""
+
+    async def login_by_key(self, connection: str, public_key: str) -> SshLogin | None: ...
+
+    async def login_by_token(self, connection: str, token: str) -> SshLogin | None: ...
+
+    def target_for(self, login: SshLogin) -> SshTarget: ...
+
+    def policy_for(self, login: SshLogin) -> object | None:
+        """The session's policy (see connections.policy.ssh_policy.SshSessionPolicy), or None for none."""
+
+    async def open_session(self, login: SshLogin, client_addr: str, client_version: str) -> SessionHandle: ...
+
+    def close_session(self, handle: SessionHandle, status: str, reason: str, counters: dict) -> None: ...
+
+    async def review(self, handle: SessionHandle, verdict) -> object:
+        """Hold a command for review; returns the final verdict (action "allow" or "deny")."""
+
+
+@dataclass(frozen=True)
+class SshGatewayConfig:
+    """Listener behaviour; built from Django settings by the glue."""
+
+    host_key_file: Path
+    login_timeout: float = 60
+    connect_timeout: float = 15
+    keepalive_seconds: float = 30
+    max_auth_attempts: int = 6
+    record_max_bytes: int = 100 << 20  # terminal data recorded per session; the rest is marked truncated
+
+
+class SshGateway:
+    """Owns the listener and the live connections, so a node can find and end one."""
+
+    def __init__(self, config: SshGatewayConfig, directory: SshDirectory) -> None:
+        self.config = config
+        self.directory = directory
+        self.connections: dict[str, ClientConnection] = {}  # session public id -> connection
+        self.server: asyncssh.SSHAcceptor | None = None
+
+    async def serve(self, host: str, port: int) -> asyncssh.SSHAcceptor:
+        self.server = await asyncssh.create_server(
+            lambda: ClientConnection(self),
+            host,
+            port,
+            server_host_keys=[str(self.config.host_key_file)],
+            server_version="Gatehouse",
+            encoding=None,
+            line_editor=False,
+            allow_pty=True,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            sftp_factory=None,
+            kbdint_auth=False,
+            login_timeout=self.config.login_timeout,
+            keepalive_interval=self.config.keepalive_seconds,
+            reuse_address=True,
+        )
+        logger.info("SSH listener on %s:%s", host, port)
+        return self.server
+
+    def register(self, connection: ClientConnection) -> None:
+        self.connections[connection.session.public_id] = connection
+
+    def forget(self, connection: ClientConnection) -> None:
+        if connection.session is not None:
+            self.connections.pop(connection.session.public_id, None)
+
+    def live_session_ids(self) -> list[str]:
+        return list(self.connections)
+
+    def terminate_session(self, public_id: str, by: str, reason: str) -> bool:
+        """End the connection recorded as `public_id` if this node holds it; the recording says who and why."""
+        connection = self.connections.get(public_id)
+        if connection is None:
+            return False
+        connection.record("terminated", {"by": by, "reason": reason})
+        connection.terminate(f"terminated by {by}: {reason}")
+        return True
+
+    async def shutdown(self, reason: str) -> None:
+        """Stop accepting and end every live connection."""
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.connections.values()):
+            connection.terminate(reason)
