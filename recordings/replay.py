@@ -13,7 +13,7 @@ masked them before they reached the file.
 import datetime
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ _TAG_COUNT = re.compile(r"^(SELECT|INSERT \d+|UPDATE|DELETE|MERGE|FETCH|MOVE|COP
 # Terminal control sequences (CSI, OSC, single-character escapes): live rows show terminal text without them.
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 LIVE_TERMINAL_CHARS = 4000
+# A terminal event, read from the line's start without parsing it (the writer writes `[t,"o",` compactly):
+# its base kind and, for an SSH session's Nth channel (N > 1), N. "review" and the like do not match: `",` follows.
+TERMINAL_EVENT = re.compile(rb'\[[-+0-9.eE]+,"([oir])(?::([0-9]+))?",')
 
 
 @dataclass
@@ -358,18 +361,69 @@ def export_rows(path: Path, started_at: datetime.datetime) -> Iterator[dict]:
         }
 
 
-def cast_lines(path: Path) -> Iterator[bytes]:
-    """A terminal recording as an asciicast v2 file: the header, then its o/i/r events, without chain links."""
+def cast_lines(path: Path, channel: int = 1) -> Iterator[bytes]:
+    """One terminal channel of a recording as an asciicast v2 file: a header, then its o/i/r events.
+
+    Channel 1 is the plain "o"/"i"/"r" events; channel N an SSH session's "o:N"/"i:N"/"r:N",
+    written back as "o"/"i"/"r". The header takes the channel's terminal size when its "channel"
+    event has one. A channel without a PTY wrote bare newlines, which a terminal would draw as a
+    staircase: its output gets carriage returns. Chain links are left out; the file is streamed.
+    """
+    opened = channel_opened(path, channel)
+    wanted = {b"o": "o", b"i": "i", b"r": "r"}
+    number_bytes = None if channel == 1 else str(channel).encode()
+    add_returns = bool(opened) and "term" not in opened
     with path.open("rb") as handle:
         header = _parse_header(handle.readline())
         cast_header = {key: header[key] for key in ("version", "width", "height", "timestamp") if key in header}
+        for key in ("width", "height"):
+            if isinstance(opened.get(key), int) and opened[key] > 0:
+                cast_header[key] = opened[key]
         yield orjson.dumps(cast_header) + b"\n"
         for number, line in enumerate(handle, start=1):
-            if b'"o"' not in line[:40] and b'"i"' not in line[:40] and b'"r"' not in line[:40]:
+            match = TERMINAL_EVENT.match(line)
+            if match is None or match.group(2) != number_bytes:
                 continue
             event = parse_event(number, line)
-            if event is not None and event.kind in TERMINAL_KINDS:
-                yield orjson.dumps([event.t, event.kind, event.data]) + b"\n"
+            if event is None:
+                continue
+            kind, data = wanted[match.group(1)], event.data
+            if add_returns and kind == "o" and isinstance(data, str):
+                data = data.replace("\r\n", "\n").replace("\n", "\r\n")
+            yield orjson.dumps([event.t, kind, data]) + b"\n"
+
+
+def channel_opened(path: Path, channel: int) -> dict:
+    """The data of channel `channel`'s "channel" event ({} if none).
+
+    Reads only up to the channel's first terminal event: the engine records a channel's opening before its data.
+    """
+    number_bytes = None if channel == 1 else str(channel).encode()
+    with path.open("rb") as handle:
+        handle.readline()
+        for number, line in enumerate(handle, start=1):
+            match = TERMINAL_EVENT.match(line)
+            if match is not None:
+                if match.group(2) == number_bytes:
+                    return {}
+                continue
+            if b'"channel"' not in line[:40]:
+                continue
+            event = parse_event(number, line)
+            data = event.data if event is not None and event.kind == "channel" else None
+            if isinstance(data, dict) and data.get("ch") == channel:
+                return data
+    return {}
+
+
+def terminal_kind(kind: str) -> tuple[str, int] | None:
+    """A terminal event's base kind and channel: "o" -> ("o", 1), "i:3" -> ("i", 3); None for other kinds."""
+    base, _, number = kind.partition(":")
+    if base not in TERMINAL_KINDS:
+        return None
+    if not number:
+        return base, 1
+    return (base, int(number)) if number.isascii() and number.isdigit() else None
 
 
 def recording_kind(path: Path) -> str:
@@ -403,7 +457,7 @@ def describe_event(line: int, t: float, kind: str, data: Any) -> LiveRow:
     """One event as a live row: a one-line summary, the statement text, and (for a result) a few rows."""
     data = data if isinstance(data, dict) else {"value": data}
     row = LiveRow(line=line, t=t, kind=kind, tone="", summary="")
-    describe = _DESCRIBERS.get(kind)
+    describe = _describe_terminal if terminal_kind(kind) else _DESCRIBERS.get(kind) or _ssh_describer(kind)
     if describe is not None:
         describe(row, data)
     else:
@@ -457,8 +511,25 @@ def _describe_message(row: LiveRow, data: dict) -> None:
 
 def _describe_terminal(row: LiveRow, data: dict) -> None:
     text = data.get("value")
-    row.kind = {"o": "output", "i": "input"}.get(row.kind, row.kind)
+    base, channel = terminal_kind(row.kind) or (row.kind, 1)
+    row.kind = {"o": "output", "i": "input"}.get(base, base) + (f" #{channel}" if channel > 1 else "")
     row.code = _ANSI.sub("", text)[:LIVE_TERMINAL_CHARS] if isinstance(text, str) else ""
+
+
+def _ssh_describer(kind: str) -> Callable[[LiveRow, dict], None] | None:
+    """The describer of an SSH kind (command, exit, file, forward…), summarized by recordings.ssh_replay."""
+    from recordings.ssh_replay import SSH_SUMMARIES  # it builds on this module, so it is imported when first used
+
+    return _describe_ssh if kind in SSH_SUMMARIES else None
+
+
+def _describe_ssh(row: LiveRow, data: dict) -> None:
+    from recordings.ssh_replay import ssh_summary  # see _ssh_describer
+
+    summary = ssh_summary(row.kind, data)
+    channel = data.get("ch")
+    row.kind, row.tone = summary.label, summary.tone
+    row.summary = (f"#{channel} " if isinstance(channel, int) else "") + summary.text
 
 
 def _describe_session(row: LiveRow, data: dict) -> None:
@@ -495,5 +566,9 @@ def live_rows(events: list[tuple[int, float, str, Any]], skipped: int = 0) -> st
     without control sequences, resizes not at all. `skipped` says how many events were
     left out (published faster than a watcher is sent them) and adds a row saying so.
     """
-    rows = [describe_event(line, t, kind, data) for line, t, kind, data in events if kind != "r"]
+    rows = [describe_event(line, t, kind, data) for line, t, kind, data in events if not _is_resize(kind)]
     return render_to_string("recordings/_live_rows.html", {"rows": rows, "skipped": skipped})
+
+
+def _is_resize(kind: str) -> bool:
+    return kind == "r" or kind.startswith("r:")

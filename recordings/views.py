@@ -7,6 +7,7 @@ a session one may not see is the same 404 as a missing one.
 import csv
 import datetime
 import logging
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -16,6 +17,7 @@ from django.core import signing
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from connections.access import connections_for
@@ -23,6 +25,7 @@ from recordings.access import access_session, sessions_for
 from recordings.actions import SessionNotLive, do_terminate_session, recording_file, verify_session
 from recordings.models import Session
 from recordings.replay import EXPORT_FIELDS, cast_lines, export_rows, read_page, recording_kind
+from recordings.ssh_replay import read_activity
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ CURSOR_SALT = "gatehouse.sessions.cursor"
 MAX_TIMELINE_PAGE = 1_000_000
 TERMINATE_REASON_MAX = 200
 VERIFY_ON_VIEW_MAX_BYTES = 16 << 20
+# An SSH channel number as ?channel= takes it: a positive integer, ASCII digits only.
+CHANNEL_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 # Spreadsheets run a cell that starts with these as a formula; the CSV export defuses them.
 FORMULA_STARTS = ("=", "+", "@", "\t", "\r")
 
@@ -188,9 +193,33 @@ def session_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "page": None,
     }
     # A live session is shown by live watch alone: its consumer sends what happened so far, then new events.
-    if not live and not context["recording_missing"] and context["kind"] != "ssh":
-        context["page"] = read_page(path, _page_number(request))
+    if not live and not context["recording_missing"]:
+        if context["kind"] == "ssh":
+            context |= _terminal_context(request, session, path)
+        else:
+            context["page"] = read_page(path, _page_number(request))
     return render(request, "recordings/session_detail.html", context)
+
+
+def _channel_number(request: HttpRequest) -> int | None:
+    """The ?channel= asked for (None when absent); anything but a positive integer is a 404."""
+    value = request.GET.get("channel")
+    if value is None:
+        return None
+    if not CHANNEL_NUMBER.fullmatch(value):
+        raise Http404("No such channel.")
+    return int(value)
+
+
+def _terminal_context(request: HttpRequest, session: Session, path) -> dict:
+    """An SSH session's page: its activity rows, its terminal channels, and the player's cast for the chosen one."""
+    show_stats = request.GET.get("stats") == "1"
+    activity = read_activity(path, show_stats=show_stats)
+    channel = _channel_number(request) or (activity.channel_numbers or [1])[0]
+    cast_src = reverse("sessions:cast", args=[session.public_id])
+    if channel != 1:
+        cast_src += f"?channel={channel}"
+    return {"activity": activity, "channel": channel, "cast_src": cast_src, "show_stats": show_stats}
 
 
 def _export_response(session: Session, chunks, content_type: str, extension: str) -> StreamingHttpResponse:
@@ -242,12 +271,13 @@ def statements_csv(request: HttpRequest, public_id: str) -> StreamingHttpRespons
 
 
 def session_cast(request: HttpRequest, public_id: str) -> StreamingHttpResponse:
-    """A terminal session's recording as an asciicast v2 file, for asciinema-player."""
+    """One terminal channel of a session (?channel=N, default 1) as an asciicast v2 file, for asciinema-player."""
     session = _recorded_session(request, public_id)
     path = recording_file(session)
     if recording_kind(path) != "ssh":
         raise Http404("This session has no terminal recording.")
-    return StreamingHttpResponse(cast_lines(path), content_type="application/x-asciicast")
+    channel = _channel_number(request) or 1
+    return StreamingHttpResponse(cast_lines(path, channel), content_type="application/x-asciicast")
 
 
 @require_POST

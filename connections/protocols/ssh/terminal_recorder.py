@@ -57,7 +57,8 @@ class TerminalRecorder:
         self._record(self.input_kind, self._input, data)
 
     def resize(self, width: int, height: int) -> None:
-        self.budget.sink(self.resize_kind, f"{width}x{height}")
+        if not self.budget.truncated:
+            self.budget.sink(self.resize_kind, f"{width}x{height}")
 
     def _record(self, kind: str, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
         if self.budget.truncated or not self.budget.take(len(data)):
