@@ -26,9 +26,10 @@ from connections.actions import (
     validate_name,
     validate_port,
 )
-from connections.models import AccessToken, Connection, Policy, ServiceAccount
+from connections.models import AccessToken, AgentKey, Connection, Policy, ServiceAccount
 from connections.policy.policy_file import PolicyFileError, parse_policy_body, policy_body_yaml
 from connections.policy_store import spec_of
+from connections.ssh_actions import normalize_public_key, parse_forwarding
 
 
 class ConnectionAdminForm(forms.ModelForm):
@@ -53,9 +54,17 @@ class ConnectionAdminForm(forms.ModelForm):
         validate_ca_pem(pem)
         return pem
 
+    def clean_known_host(self) -> str:
+        key = self.cleaned_data["known_host"]
+        return normalize_public_key(key) if key.strip() else ""
+
+    def clean_allow_forwarding(self) -> str:
+        return parse_forwarding(self.cleaned_data["allow_forwarding"])
+
     def clean(self) -> dict:
         cleaned = super().clean()
-        if self.instance.pk is None and not cleaned.get("new_password"):
+        # An SSH connection may log in with a key instead (`connections add --kind ssh --key-file`).
+        if self.instance.pk is None and not cleaned.get("new_password") and cleaned.get("kind") != Connection.Kind.SSH:
             self.add_error("new_password", "A new connection needs the upstream password.")
         return cleaned
 
@@ -71,7 +80,7 @@ class ConnectionAdmin(GuardedModelAdmin):
 
     @admin.display(description="target")
     def target(self, obj: Connection) -> str:
-        return f"{obj.host}:{obj.port}/{obj.database}"
+        return f"{obj.host}:{obj.port}/{obj.database}" if obj.database else f"{obj.host}:{obj.port}"
 
     @admin.display(description="credentials stored", boolean=True)
     def has_credentials(self, obj: Connection) -> bool:
@@ -109,6 +118,18 @@ class AccessTokenInline(admin.TabularInline):
         return False
 
 
+class AgentKeyInline(admin.TabularInline):
+    """An agent's SSH keys; added with `manage.py agents add-key`, which checks and fingerprints them."""
+
+    model = AgentKey
+    fields = ["fingerprint", "comment", "created_at"]
+    readonly_fields = fields
+    extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class ServiceAccountAdminForm(forms.ModelForm):
     class Meta:
         model = ServiceAccount
@@ -129,7 +150,7 @@ class ServiceAccountAdmin(admin.ModelAdmin):
     form = ServiceAccountAdminForm
     list_display = ["name", "description", "created_at"]
     search_fields = ["name", "description"]
-    inlines = [AccessTokenInline]
+    inlines = [AccessTokenInline, AgentKeyInline]
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         # Renaming would orphan the backing user name and every client's user=.

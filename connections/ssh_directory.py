@@ -17,7 +17,7 @@ from django.utils import timezone
 from connections.access import GatewayLogin, lookup_gateway_login, lookup_key_login
 from connections.credentials import decrypt_credentials
 from connections.gateway_directory import GatewayDirectory, RecordedSession
-from connections.models import AccessToken, Connection
+from connections.models import AccessToken, Connection, Policy
 from connections.policy.ssh_policy import SshSessionPolicy
 from connections.protocols.ssh.targets import SshLogin, SshTarget
 from connections.tokens import SCHEME, hash_token
@@ -105,6 +105,13 @@ class DjangoSshDirectory(GatewayDirectory):
     def policy_for(self, login: SshLogin) -> SshSessionPolicy | None:
         policy = login.context.policy
         return None if policy is None else SshSessionPolicy(self.compiled(policy))
+
+    def policy_update(self, current: SshSessionPolicy | None, policy: Policy | None) -> SshSessionPolicy | None:
+        """A live connection's policy after its connection's policy row changed (or went away)."""
+        if policy is None:
+            return None
+        compiled = self.compiled(policy)
+        return current if current is not None and current.compiled.key == compiled.key else SshSessionPolicy(compiled)
 
     async def open_session(self, login: SshLogin, client_addr: str, client_version: str) -> RecordedSession:
         return await self.record_session(

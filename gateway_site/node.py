@@ -93,18 +93,18 @@ class GatewayNode:
             self.pg = PgGateway(pg_gateway_config(), self.directory)
             self.signals.gateway = self.pg
             self.pg.forward_cancel = self.signals.forward_cancel
-            self.policy_watcher = PolicyWatcher(self.pg, self.directory, settings.GATEHOUSE_POLICY_POLL_SECONDS)
-            await self.policy_watcher.start()
-            await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
+        self.policy_watcher = PolicyWatcher(self.pg, self.directory, settings.GATEHOUSE_POLICY_POLL_SECONDS)
         if self.ssh_address:
-            await self.start_ssh()
-
-    async def start_ssh(self) -> None:
-        self.ssh_directory = DjangoSshDirectory(self.flusher, self.webhook)
-        self.ssh_directory.start()
-        self.ssh = SshGateway(ssh_gateway_config(), self.ssh_directory)
-        self.signals.ssh_gateway = self.ssh
-        await self.ssh.serve(*self.ssh_address)
+            self.ssh_directory = DjangoSshDirectory(self.flusher, self.webhook)
+            self.ssh_directory.start()
+            self.ssh = SshGateway(ssh_gateway_config(), self.ssh_directory)
+            self.signals.ssh_gateway = self.ssh
+            self.policy_watcher.ssh = (self.ssh, self.ssh_directory)
+        await self.policy_watcher.start()
+        if self.pg is not None:
+            await self.pg.serve(*self.pg_address, shared=self.pg_workers > 1)
+        if self.ssh is not None:
+            await self.ssh.serve(*self.ssh_address)
 
     async def stop(self) -> None:
         """End live sessions, then write and seal every recording before the process exits."""
@@ -112,8 +112,9 @@ class GatewayNode:
         await self.grant_sweeper.stop()
         if self.webhook is not None:
             await self.webhook.stop()
-        if self.pg is not None:
+        if self.policy_watcher is not None:
             await self.policy_watcher.stop()
+        if self.pg is not None:
             await self.pg.shutdown("the gateway is shutting down")
         if self.ssh is not None:
             await self.ssh.shutdown("the gateway is shutting down")

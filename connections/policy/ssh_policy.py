@@ -10,10 +10,15 @@ match here).
 from connections.policy.guardrails import Verdict
 from connections.policy.session_policy import CompiledPolicy
 
-_UNCERTAIN_WORDS = {
+_WORDS = {
     "deny": "Gatehouse denied this command",
     "review": "Gatehouse is holding this command for review",
 }
+BLIND_SHELL_TEXT = "<a shell without a terminal, reading commands from its input>"
+BLIND_SHELL_DETAIL = (
+    "a shell without a terminal reads its commands from input that Gatehouse cannot judge line by line; "
+    "run each command with exec (ssh host 'command') instead"
+)
 UNCERTAIN_DETAIL = (
     "the gateway cannot see the whole command line (history recall, completion or an editing key); type it out in full"
 )
@@ -36,8 +41,15 @@ class SshSessionPolicy:
         fallback = self.compiled.spec.unparseable
         if not uncertain or verdict.action != "allow" or fallback == "allow":
             return verdict
-        message = f'{_UNCERTAIN_WORDS[fallback]}: rule "uncertain": {UNCERTAIN_DETAIL}'
+        message = f'{_WORDS[fallback]}: rule "uncertain": {UNCERTAIN_DETAIL}'
         return Verdict(fallback, "uncertain", message, command)
+
+    def check_blind_shell(self) -> Verdict:
+        """The verdict on a shell without a terminal (`ssh host < script`): the policy's `opaque` action."""
+        action = self.compiled.spec.opaque
+        if action == "allow":
+            return Verdict("allow", "opaque", "", BLIND_SHELL_TEXT)
+        return Verdict(action, "opaque", f'{_WORDS[action]}: rule "opaque": {BLIND_SHELL_DETAIL}', BLIND_SHELL_TEXT)
 
     def mask_text(self, text: str) -> str:
         """A command line as recordings and reviewers get it, with the detectors' finds masked."""

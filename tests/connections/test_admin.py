@@ -104,7 +104,14 @@ def test_it_drops_grants_with_a_deleted_connection(admin_client, make_connection
 def test_it_adds_an_agent_with_its_backing_user(admin_client):
     response = admin_client.post(
         reverse("admin:connections_serviceaccount_add"),
-        {"name": "ci-bot", "description": "nightly", "tokens-TOTAL_FORMS": "0", "tokens-INITIAL_FORMS": "0"},
+        {
+            "name": "ci-bot",
+            "description": "nightly",
+            "tokens-TOTAL_FORMS": "0",
+            "tokens-INITIAL_FORMS": "0",
+            "ssh_keys-TOTAL_FORMS": "0",
+            "ssh_keys-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302
     account = ServiceAccount.objects.get(name="ci-bot")
@@ -151,3 +158,18 @@ def test_it_revokes_a_token_for_good(admin_client, make_agent, issue_token):
     admin_client.post(url, {})  # the box is read-only now: un-revoking is not possible
     access_token.refresh_from_db()
     assert access_token.revoked
+
+
+def test_it_pins_a_host_key_and_checks_forwarding_for_an_ssh_connection(admin_client):
+    base = {"name": "web-01", "kind": "ssh", "host": "10.0.0.5", "port": "22", "username": "deploy"}
+    base.update(tls_mode="disable", retention_days="30", record_max_rows="1000", record_max_bytes="1048576")
+    bad = admin_client.post(reverse("admin:connections_connection_add"), {**base, "allow_forwarding": "nohost"})
+    assert bad.status_code == 200 and "is not HOST:PORT" in bad.content.decode()
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    added = admin_client.post(
+        reverse("admin:connections_connection_add"),
+        {**base, "known_host": f"[10.0.0.5]:22 {key} comment", "allow_forwarding": " 127.0.0.1:5432 "},
+    )
+    assert added.status_code == 302
+    connection = Connection.objects.get(name="web-01")
+    assert (connection.known_host, connection.allow_forwarding) == (key, "127.0.0.1:5432")

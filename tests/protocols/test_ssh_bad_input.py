@@ -10,7 +10,14 @@ import subprocess
 import time
 
 from tests.protocols.nodes import unique_name
-from tests.protocols.ssh_nodes import SshAccess, add_ssh_connection, askpass_env, last_session_id, new_recording
+from tests.protocols.ssh_nodes import (
+    SshAccess,
+    add_ssh_connection,
+    askpass_env,
+    last_session_id,
+    new_recording,
+    new_ssh_sessions,
+)
 from tests.support.ports import free_port
 from tests.support.sshd import make_key
 
@@ -134,3 +141,16 @@ def test_an_agent_of_a_postgres_connection_cannot_reach_it_over_ssh(ssh_access: 
     )
     assert result.returncode == 255
     assert b"Permission denied" in result.stderr
+
+
+def test_it_closes_the_session_of_an_agent_that_leaves_right_after_login(ssh_access: SshAccess) -> None:
+    """The recording opens while the agent may already be gone: its session must still end, not stay live."""
+    before = last_session_id(ssh_access.gateway)
+    for _ in range(5):
+        subprocess.run(
+            ssh_access.ssh(options=("-N", "-o", "ExitOnForwardFailure=yes", "-W", "192.0.2.1:9")),
+            capture_output=True,
+            timeout=60,
+        )
+    sessions = new_ssh_sessions(ssh_access.gateway, before, count=5)
+    assert {row["status"] for row in sessions} == {"ended"}

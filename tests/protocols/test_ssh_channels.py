@@ -112,9 +112,12 @@ def test_it_forwards_a_local_port_to_an_allowed_destination(ssh_access: SshAcces
 
 
 def test_it_refuses_forwarding_to_a_destination_not_allowed(ssh_access: SshAccess) -> None:
-    result = ssh_access.run("-W", "192.0.2.1:25")  # ssh -W uses direct-tcpip, as -L does
-    assert result.returncode == 255
+    before = last_session_id(ssh_access.gateway)
+    result = subprocess.run(ssh_access.ssh(options=("-W", "192.0.2.1:25")), capture_output=True, timeout=60)
+    assert result.returncode == 255  # ssh -W uses direct-tcpip, as -L does
     assert b"not allowed" in result.stderr or b"prohibited" in result.stderr, result.stderr
+    recording = new_recording(ssh_access.gateway, before)
+    assert recording.data("forward_refused") == [{"host": "192.0.2.1", "port": 25}]
 
 
 def test_it_runs_channels_side_by_side_on_one_connection(ssh_access: SshAccess, tmp_path: Path) -> None:
@@ -138,7 +141,7 @@ def test_it_runs_channels_side_by_side_on_one_connection(ssh_access: SshAccess, 
         master.terminate()
         master.wait(10)
     recording = new_recording(ssh_access.gateway, before)
-    assert len(recording.data("channel")) == 4
+    assert len(recording.data("channel")) == 4, recording.events
     assert sorted(event["status"] for event in recording.data("exit")) == [0, 0, 0, 0]
 
 

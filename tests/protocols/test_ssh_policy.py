@@ -4,13 +4,14 @@ Each test attaches its own policy to its own connection on the shared node
 (`policies apply`), so tests do not see each other's rules.
 """
 
+import subprocess
 import threading
 from pathlib import Path
 
 import pexpect
 
 from tests.policy.command_corpus import EVASIONS
-from tests.protocols.nodes import unique_name
+from tests.protocols.nodes import poll, unique_name
 from tests.protocols.ssh_nodes import SshAccess, add_ssh_connection, last_session_id, new_recording
 from tests.protocols.test_pg_review import pending_review
 from tests.protocols.test_ssh_channels import PROMPT, spawn_shell
@@ -21,7 +22,7 @@ policies:
     connections: [{connection}]
     default: allow
     unparseable: deny
-    opaque: review
+    opaque: {opaque}
     guardrails:
       - name: no-rm
         match: {{programs: [rm, shred]}}
@@ -38,11 +39,11 @@ policies:
 """
 
 
-def guarded(ssh_access: SshAccess, tmp_path: Path) -> SshAccess:
+def guarded(ssh_access: SshAccess, tmp_path: Path, opaque: str = "review") -> SshAccess:
     """A new connection to the test sshd under the GUARD policy."""
     access = add_ssh_connection(ssh_access, unique_name("guarded"))
     policy = tmp_path / "policy.yaml"
-    policy.write_text(GUARD.format(name=unique_name("ssh-guard"), connection=access.connection))
+    policy.write_text(GUARD.format(name=unique_name("ssh-guard"), connection=access.connection, opaque=opaque))
     ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
     return access
 
@@ -135,3 +136,32 @@ def test_it_holds_a_shell_line_until_a_reviewer_decides(
     child.sendline("exit")
     child.expect(pexpect.EOF)
     assert "decidednow" not in child.before
+
+
+def test_it_judges_a_shell_without_a_terminal_as_opaque(ssh_access: SshAccess, tmp_path: Path) -> None:
+    """`ssh host < script` hands the shell commands no line editor sees: the policy's opaque action decides."""
+    access = guarded(ssh_access, tmp_path, opaque="deny")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    result = subprocess.run(access.ssh(options=("-T",)), input=f"rm -f {victim}\n".encode(), capture_output=True)
+    assert result.returncode == 126
+    assert b"without a terminal" in result.stderr
+    assert victim.read_text() == "keep me"
+
+
+def test_a_policy_change_reaches_a_live_ssh_session(ssh_access: SshAccess, tmp_path: Path) -> None:
+    access = add_ssh_connection(ssh_access, unique_name("later-guarded"))
+    child = spawn_shell(access)
+    child.sendline("echo before-policy")
+    child.expect_exact("before-policy")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GUARD.format(name=unique_name("ssh-guard"), connection=access.connection, opaque="review"))
+    ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
+
+    def denied() -> bool:
+        child.sendline(f"rm -f {tmp_path}/nothing-here")  # harmless if it runs before the policy applies
+        return child.expect_exact(['rule "no-rm"', PROMPT]) == 0
+
+    assert poll(denied, 20, interval=0.5), "the live session never came under the new policy"
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

@@ -51,6 +51,7 @@ class ClientConnection(asyncssh.SSHServer):
         self.bytes_from_client = self.bytes_to_client = self.commands = self.errors = 0
         self.closing_status = "ended"
         self.closing_reason = ""
+        self.lost = False
         self._recording: asyncio.Task | None = None
         self._upstream: asyncio.Task | None = None
 
@@ -62,6 +63,7 @@ class ClientConnection(asyncssh.SSHServer):
         self.client_addr = str(peer[0])
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         if self._recording is not None and not self._recording.done():
             # Still opening: close the session once it is open, so no session stays live.
             self._recording.add_done_callback(lambda _task: self._close_session(exc))
@@ -120,6 +122,8 @@ class ClientConnection(asyncssh.SSHServer):
         self.policy = self.directory.policy_for(self.login)
         self._recording = asyncio.ensure_future(self._open_recording())
         self._upstream = asyncio.ensure_future(self._connect_upstream())
+        # Channels report a failure to the agent; a connection that opens none must not log it as unretrieved.
+        self._upstream.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def _open_recording(self) -> None:
         client_version = self.conn.get_extra_info("client_version") or ""
@@ -130,14 +134,16 @@ class ClientConnection(asyncssh.SSHServer):
             self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "Gatehouse could not record this session")
             raise
         self.budget = RecordingBudget(self.session.record, self.gateway.config.record_max_bytes)
-        self.gateway.register(self)
+        if not self.lost:  # a client gone meanwhile is closed by connection_lost's callback instead
+            self.gateway.register(self)
 
     async def recording_opened(self) -> None:
         """Wait until the session is recorded: nothing a channel does may go unrecorded."""
         await asyncio.shield(self._recording)
 
     async def _connect_upstream(self) -> asyncssh.SSHClientConnection:
-        await self._recording
+        # Shielded: cancelling this (the agent left) must not cancel the recording's opening, or its row stays live.
+        await asyncio.shield(self._recording)
         config = self.gateway.config
         try:
             connection = await connect_upstream(self.target, config.connect_timeout, config.keepalive_seconds)
@@ -160,6 +166,10 @@ class ClientConnection(asyncssh.SSHServer):
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
         """direct-tcpip (`ssh -L`): only to destinations the connection allows."""
+        return self._open_forward(dest_host, dest_port)
+
+    async def _open_forward(self, dest_host: str, dest_port: int) -> ForwardChannel:
+        await self.recording_opened()
         if not self.target.allows_forwarding_to(dest_host, dest_port):
             self.record("forward_refused", {"host": dest_host, "port": dest_port})
             raise asyncssh.ChannelOpenError(
@@ -167,7 +177,7 @@ class ClientConnection(asyncssh.SSHServer):
                 f"Gatehouse: forwarding to {dest_host}:{dest_port} is not allowed on this connection",
             )
         self.channels += 1
-        return ForwardChannel(self, self.channels, dest_host, dest_port).start()
+        return await ForwardChannel(self, self.channels, dest_host, dest_port).start()
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         """Remote forwarding (`ssh -R`) is refused: it would open a listener on the host for the agent."""
@@ -195,15 +205,21 @@ class ClientConnection(asyncssh.SSHServer):
     def mask_text(self, text: str) -> str:
         return self.policy.mask_text(text) if self.policy is not None else text
 
-    def shell_guard(self, channel: SessionChannel) -> ShellGuard | None:
-        """Judges an interactive shell's lines on Enter, when the policy has anything to say about commands."""
-        if self.policy is None or not self.policy.judges_commands:
-            return None
+    @property
+    def judges_commands(self) -> bool:
+        """Whether the policy has anything to say about commands."""
+        return self.policy is not None and self.policy.judges_commands
+
+    def shell_guard(self, channel: SessionChannel) -> ShellGuard:
+        """Records an interactive shell's lines, and judges them on Enter whenever a policy judges commands.
+
+        Every shell has one, policy or not, so a policy attached while it runs applies from its next line.
+        """
         return ShellGuard(channel, self)
 
     def check(self, command: str, channel: int, source: str, uncertain: bool = False):
         """Record a short command and the policy's verdict on it (None without a policy); no review here."""
-        self._record_command(command, channel, source)
+        self._record_command(command, channel, source, uncertain)
         if self.policy is None:
             return None
         return self._record_verdict(self.policy.check_command(command, uncertain), channel)
@@ -217,16 +233,25 @@ class ClientConnection(asyncssh.SSHServer):
         if len(command) <= self.inline_judge_chars or self.policy is None:
             verdict = self.check(command, channel, source, uncertain)
         else:
-            self._record_command(command, channel, source)
+            self._record_command(command, channel, source, uncertain)
             verdict = await asyncio.to_thread(self.policy.check_command, command, uncertain)
             self._record_verdict(verdict, channel)
         if verdict is not None and verdict.action == "review":
             verdict = await self.review(verdict)
         return verdict
 
-    def _record_command(self, command: str, channel: int, source: str) -> None:
+    async def judge_blind_shell(self, channel: int):
+        """The final verdict on a shell without a terminal, whose commands come from input no editor follows."""
+        self._record_command("", channel, "shell without a terminal")
+        verdict = self._record_verdict(self.policy.check_blind_shell(), channel)
+        return await self.review(verdict) if verdict.action == "review" else verdict
+
+    def _record_command(self, command: str, channel: int, source: str, uncertain: bool = False) -> None:
         self.commands += 1
-        self.record("command", {"ch": channel, "text": self.mask_text(command), "source": source})
+        event = {"ch": channel, "text": self.mask_text(command), "source": source}
+        if uncertain:
+            event["uncertain"] = True  # the gateway could not see the whole line (history, completion)
+        self.record("command", event)
 
     def _record_verdict(self, verdict, channel: int):
         decision = {"action": verdict.action, "rule": verdict.rule, "message": verdict.message}

@@ -91,8 +91,8 @@ class SshGateway:
         if connection.session is not None:
             self.connections.pop(connection.session.public_id, None)
 
-    def live_session_ids(self) -> list[str]:
-        return list(self.connections)
+    def live_connections(self) -> list[ClientConnection]:
+        return list(self.connections.values())
 
     def terminate_session(self, public_id: str, by: str, reason: str) -> bool:
         """End the connection recorded as `public_id` if this node holds it; the recording says who and why."""

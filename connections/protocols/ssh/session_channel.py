@@ -118,11 +118,10 @@ class SessionChannel(asyncssh.SSHServerSession):
         await self.owner.recording_opened()
         self.recorder = self.owner.terminal_recorder(self.number)
         self._record_open()
-        if self.kind == "exec":
-            verdict = await self.owner.judge(self.command, self.number, "exec")
-            if verdict is not None and verdict.action != "allow":
-                self._refuse(verdict.message)
-                return
+        verdict = await self._judge_start()
+        if verdict is not None and verdict.action != "allow":
+            self._refuse(verdict.message)
+            return
         try:
             await self._open_upstream()
         except UpstreamRefused as exc:
@@ -138,6 +137,15 @@ class SessionChannel(asyncssh.SSHServerSession):
         if self.eof_pending:
             self.upstream.write_eof()
         self.chan.resume_reading()
+
+    async def _judge_start(self):
+        """An exec's command; or, for a shell without a terminal, the fact that it will read commands unseen."""
+        if self.kind == "exec":
+            return await self.owner.judge(self.command, self.number, "exec")
+        if self.kind == "shell" and self.pty is None and self.owner.judges_commands:
+            # `ssh host < script`: the shell reads its commands from input with no line editing to follow.
+            return await self.owner.judge_blind_shell(self.number)
+        return None
 
     async def _open_upstream(self) -> None:
         connection = await self.owner.upstream_connection()
@@ -193,8 +201,9 @@ class SessionChannel(asyncssh.SSHServerSession):
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self.state is not State.OPEN:
-            # Sent before the host's channel was open (reading pauses then, but what had arrived is delivered).
-            self.early_input.append(data)
+            if self.state is not State.CLOSED:
+                # Sent before the host's channel was open (reading pauses then, but what had arrived is delivered).
+                self.early_input.append(data)
             return
         self.owner.bytes_from_client += len(data)
         if self.tap is not None:
@@ -329,28 +338,37 @@ class SessionChannel(asyncssh.SSHServerSession):
             self.chan.write_eof()
 
     def upstream_closed(self, exc: Exception | None) -> None:
-        """The host closed the channel: pass its exit status or signal on, then close ours."""
+        """The host closed the channel: record how it ended, and pass its exit status or signal on."""
         self.flush_masks()
         if self.tap is not None:
             self.tap.close()
-        if self.state is State.CLOSED:
-            return
-        self.state = State.CLOSED
+        reason = ""
+        if self.exit_signal is None and self.exit_status is None:
+            reason = f"the upstream host closed the channel{f': {exc}' if exc else ''}"
+        self.owner.record("exit", self._exit_event(reason))  # even if the agent closed first, as a mux client may
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            with contextlib.suppress(asyncssh.Error, OSError):
+                self._pass_exit(reason)
+
+    def _exit_event(self, reason: str) -> dict:
         event: dict = {"ch": self.number}
-        with contextlib.suppress(asyncssh.Error, OSError):
-            if self.exit_signal is not None:
-                signal, core_dumped, message, lang = self.exit_signal
-                event.update(signal=signal, core_dumped=core_dumped)
-                self.chan.exit_with_signal(signal, core_dumped, message, lang)
-            elif self.exit_status is not None:
-                event["status"] = self.exit_status
-                self.chan.exit(self.exit_status)
-            else:
-                reason = f"the upstream host closed the channel{f': {exc}' if exc else ''}"
-                event.update(status=UPSTREAM_FAILED_EXIT_STATUS, reason=reason)
-                self.chan.write_stderr(f"Gatehouse: {reason}\n".encode())
-                self.chan.exit(UPSTREAM_FAILED_EXIT_STATUS)
-        self.owner.record("exit", event)
+        if self.exit_signal is not None:
+            event.update(signal=self.exit_signal[0], core_dumped=self.exit_signal[1])
+        elif reason:
+            event.update(status=UPSTREAM_FAILED_EXIT_STATUS, reason=reason)
+        else:
+            event["status"] = self.exit_status
+        return event
+
+    def _pass_exit(self, reason: str) -> None:
+        if self.exit_signal is not None:
+            self.chan.exit_with_signal(*self.exit_signal)
+        elif reason:
+            self.chan.write_stderr(f"Gatehouse: {reason}\n".encode())
+            self.chan.exit(UPSTREAM_FAILED_EXIT_STATUS)
+        else:
+            self.chan.exit(self.exit_status)
 
 
 class UpstreamSide(asyncssh.SSHClientSession):

@@ -8,7 +8,7 @@ it stands; the Nth records as `o:N`, `i:N`, `r:N`, which the cast export
 maps back per channel.
 
 A `tail -f` must not fill the disk: every channel of a session draws on one
-`RecordingBudget`. Once it is spent, one `truncated` event says so and
+`RecordingBudget`, counted in bytes as they will stand in the file. Once it is spent, one `truncated` event says so and
 terminal data is no longer recorded (commands, decisions, file operations
 and the end still are).
 """
@@ -17,6 +17,14 @@ import codecs
 from collections.abc import Callable
 
 EventSink = Callable[[str, object], None]
+# JSON writes a control character as \u00XX: six bytes on disk for one of output (tab, CR and LF take two).
+_CONTROL_BYTES = bytes(set(range(0x20)) - set(b"\t\n\r"))
+_CONTROL_EXTRA = 5
+
+
+def recorded_size(data: bytes) -> int:
+    """About what `data` takes in the recording file: binary output (a stream of NULs) costs six times its size."""
+    return len(data) + _CONTROL_EXTRA * (len(data) - len(data.translate(None, _CONTROL_BYTES)))
 
 
 class RecordingBudget:
@@ -61,7 +69,7 @@ class TerminalRecorder:
             self.budget.sink(self.resize_kind, f"{width}x{height}")
 
     def _record(self, kind: str, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
-        if self.budget.truncated or not self.budget.take(len(data)):
+        if self.budget.truncated or not self.budget.take(recorded_size(data)):
             return
         text = decoder.decode(data)
         if text:
