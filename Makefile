@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-requirements.txt
 
 HTTP ?= 127.0.0.1:8000
 PG ?= 127.0.0.1:15432
+SSH ?= 127.0.0.1:2222
 
-.PHONY: run test lint bench-pg bench-web venv clean
+.PHONY: run test lint bench-pg bench-ssh bench-web venv clean
 
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
-	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG)
+	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG) --ssh $(SSH)
 
 test: lint
 	$(PY) -m pytest tests
@@ -26,6 +27,9 @@ lint: venv
 
 bench-pg: venv
 	$(PY) bench/pg_bench.py $(BENCH_ARGS)
+
+bench-ssh: venv
+	$(PY) bench/ssh_bench.py $(BENCH_ARGS)
 
 bench-web: venv
 	$(PY) bench/reviewer_bench.py $(BENCH_ARGS)

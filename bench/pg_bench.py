@@ -580,6 +580,13 @@ def report_errors(results: Results, gateway: GatewayProcess) -> list[str]:
             errors = [e for r in runs for e in r.errors]
             if errors:
                 lines.append(f"  {label} {name}: {len(errors)} error lines, first: {errors[0]}")
+    lines += gateway_problems(gateway)
+    return ["problems:", *lines] if lines else ["problems: none (no client errors, no errors in the gateway log)"]
+
+
+def gateway_problems(gateway: GatewayProcess) -> list[str]:
+    """Report lines for the gateway log's ERROR/Traceback lines and for its exit, if it is gone (empty if neither)."""
+    lines = []
     log_problems = [
         line for line in gateway.log_text().splitlines() if re.search(r"ERROR|Traceback|Exception|CRITICAL", line)
     ]
@@ -588,7 +595,7 @@ def report_errors(results: Results, gateway: GatewayProcess) -> list[str]:
         lines += [f"    {line}" for line in log_problems[:10]]
     if not gateway.running:
         lines.append(f"  the gateway process exited with {gateway.process.returncode}")
-    return ["problems:", *lines] if lines else ["problems: none (no client errors, no errors in the gateway log)"]
+    return lines
 
 
 def policy_engine_lines() -> list[str]:

@@ -3,7 +3,9 @@
 import hashlib
 import logging
 
+from asyncssh.encryption import get_encryption_algs
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from approvals.actions import do_expire_overdue_reviews
 from approvals.webhook import ReviewWebhook
@@ -50,7 +52,19 @@ def ssh_gateway_config() -> SshGatewayConfig:
         keepalive_seconds=settings.GATEHOUSE_SSH_KEEPALIVE_SECONDS,
         max_auth_attempts=settings.GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS,
         record_max_bytes=settings.GATEHOUSE_SSH_RECORD_MAX_BYTES,
+        ciphers=ssh_ciphers(settings.GATEHOUSE_SSH_CIPHERS),
     )
+
+
+def ssh_ciphers(setting: str) -> tuple[str, ...]:
+    """GATEHOUSE_SSH_CIPHERS as a tuple, each one checked against what asyncssh supports."""
+    ciphers = tuple(name.strip() for name in setting.split(",") if name.strip())
+    supported = {name.decode() for name in get_encryption_algs()}
+    unknown = [name for name in ciphers if name not in supported]
+    if not ciphers or unknown:
+        choices = ", ".join(sorted(supported))
+        raise ImproperlyConfigured(f"GATEHOUSE_SSH_CIPHERS: unknown {', '.join(unknown) or '(empty)'}; use {choices}")
+    return ciphers
 
 
 class GatewayNode:

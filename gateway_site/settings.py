@@ -277,3 +277,7 @@ GATEHOUSE_SSH_CONNECT_TIMEOUT = env_number("GATEHOUSE_SSH_CONNECT_TIMEOUT", 15, 
 GATEHOUSE_SSH_LOGIN_TIMEOUT = env_number("GATEHOUSE_SSH_LOGIN_TIMEOUT", 60, minimum=1)
 GATEHOUSE_SSH_KEEPALIVE_SECONDS = env_number("GATEHOUSE_SSH_KEEPALIVE_SECONDS", 30, minimum=0)
 GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS = env_int("GATEHOUSE_SSH_MAX_AUTH_ATTEMPTS", 6, minimum=1)
+# Ciphers agents may use, comma-separated (checked when the SSH listener starts); see SshGatewayConfig.
+GATEHOUSE_SSH_CIPHERS = env(
+    "GATEHOUSE_SSH_CIPHERS", "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr"
+)

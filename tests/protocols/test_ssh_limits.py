@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.ssh_nodes import SshAccess, last_session_id, new_recording, provision_ssh
+from tests.protocols.ssh_nodes import SshAccess, last_session_id, new_recording, new_ssh_sessions, provision_ssh
 from tests.support.gateway_process import GatewayProcess
 from tests.support.sshd import SshServer
 
@@ -73,3 +73,15 @@ def test_it_stops_recording_terminal_data_at_the_cap_and_says_so(capped: SshAcce
     assert recorded <= 65536
     assert recording.data("exit") == [{"ch": 1, "status": 0}]  # events other than terminal data go on
     assert recording.path.stat().st_size < 200_000
+
+
+def test_a_gateway_that_stops_ends_and_seals_its_ssh_sessions(capped: SshAccess) -> None:
+    gateway = capped.gateway
+    before = last_session_id(gateway)
+    sleeper = subprocess.Popen(capped.ssh("echo started; sleep 120"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert sleeper.stdout.readline() == b"started\n"
+    assert gateway.stop() == 0
+    assert sleeper.wait(20) == 255
+    assert b"shutting down" in sleeper.stderr.read()
+    (row,) = new_ssh_sessions(gateway, before)
+    assert row["status"] == "terminated" and row["seal"]

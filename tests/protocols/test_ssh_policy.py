@@ -160,7 +160,10 @@ def test_a_policy_change_reaches_a_live_ssh_session(ssh_access: SshAccess, tmp_p
 
     def denied() -> bool:
         child.sendline(f"rm -f {tmp_path}/nothing-here")  # harmless if it runs before the policy applies
-        return child.expect_exact(['rule "no-rm"', PROMPT]) == 0
+        if child.expect_exact(['rule "no-rm"', PROMPT]) == 1:
+            return False
+        child.expect_exact(PROMPT)  # the shell's new prompt after the Ctrl-C that replaced the Enter
+        return True
 
     assert poll(denied, 20, interval=0.5), "the live session never came under the new policy"
     child.sendline("exit")

@@ -10,7 +10,6 @@ on that one upstream connection, and each closes on its own.
 """
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
     from .gateway import SshGateway
 
 logger = logging.getLogger(__name__)
+
+TERMINATE_GRACE_SECONDS = 0.2
 
 
 class ClientConnection(asyncssh.SSHServer):
@@ -48,6 +49,7 @@ class ClientConnection(asyncssh.SSHServer):
         self.policy = None
         self.budget: RecordingBudget | None = None
         self.channels = 0
+        self.open_channels: set[SessionChannel] = set()
         self.bytes_from_client = self.bytes_to_client = self.commands = self.errors = 0
         self.closing_status = "ended"
         self.closing_reason = ""
@@ -268,7 +270,16 @@ class ClientConnection(asyncssh.SSHServer):
         return verdict
 
     def terminate(self, reason: str) -> None:
-        """End the agent's connection now (a reviewer's terminate, an expired grant, shutdown)."""
+        """End the agent's connection now (a reviewer's terminate, an expired grant, shutdown).
+
+        Each open channel tells the agent why on stderr first; the disconnect follows a moment later,
+        since asyncssh drops what is still unsent when it disconnects.
+        """
         self.closing_status, self.closing_reason = "terminated", reason
-        with contextlib.suppress(Exception):
+        for channel in list(self.open_channels):
+            channel.end(f"Gatehouse: {reason}")
+        asyncio.get_running_loop().call_later(TERMINATE_GRACE_SECONDS, self._disconnect, reason)
+
+    def _disconnect(self, reason: str) -> None:
+        if not self.lost:
             self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"Gatehouse: {reason}")

@@ -1,5 +1,6 @@
 """A node's SSH front door: the listener and the map of live agent connections."""
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,18 @@ from .client_connection import ClientConnection
 from .targets import SshLogin, SshTarget
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_SECONDS = 5.0
+# What agents may encrypt with. The client picks, in its own order of preference: OpenSSH puts
+# ChaCha20-Poly1305 first, which costs asyncssh about twice the CPU of AES (AES-NI), so it is left
+# out by default. AES-CTR stays for clients without GCM (paramiko).
+DEFAULT_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 
 
 class SessionHandle(Protocol):
@@ -51,6 +64,7 @@ class SshGatewayConfig:
     keepalive_seconds: float = 30
     max_auth_attempts: int = 6
     record_max_bytes: int = 100 << 20  # terminal data recorded per session; the rest is marked truncated
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS
 
 
 class SshGateway:
@@ -78,6 +92,7 @@ class SshGateway:
             sftp_factory=None,
             kbdint_auth=False,
             login_timeout=self.config.login_timeout,
+            encryption_algs=list(self.config.ciphers),
             keepalive_interval=self.config.keepalive_seconds,
             reuse_address=True,
         )
@@ -104,8 +119,11 @@ class SshGateway:
         return True
 
     async def shutdown(self, reason: str) -> None:
-        """Stop accepting and end every live connection."""
+        """Stop accepting, end every live connection, and wait (briefly) until each has closed its session."""
         if self.server is not None:
             self.server.close()
         for connection in list(self.connections.values()):
             connection.terminate(reason)
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_WAIT_SECONDS
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)

@@ -80,6 +80,7 @@ class SessionChannel(asyncssh.SSHServerSession):
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
         self.chan = chan
+        self.owner.open_channels.add(self)
 
     def pty_requested(self, term_type: str, term_size: tuple, term_modes: dict) -> bool:
         self.pty = (term_type, term_size, term_modes)
@@ -180,6 +181,13 @@ class SessionChannel(asyncssh.SSHServerSession):
         if self.tap is None and self.owner.masks_output:
             self.masks = {None: self.owner.new_masker(), asyncssh.EXTENDED_DATA_STDERR: self.owner.new_masker()}
 
+    def end(self, message: str) -> None:
+        """The gateway ends this channel (the session is being terminated): tell the agent, close both sides."""
+        if self.upstream is not None:
+            self.upstream.close()
+        if self.state is not State.CLOSED:
+            self._close_with_message(message, UPSTREAM_FAILED_EXIT_STATUS)
+
     def _refuse(self, message: str) -> None:
         """A denied exec: the reason on stderr, exit status 126, and the host never sees it."""
         self._close_with_message(message, DENIED_EXIT_STATUS)
@@ -279,6 +287,7 @@ class SessionChannel(asyncssh.SSHServerSession):
     def connection_lost(self, exc: Exception | None) -> None:
         """The agent closed the channel (or the connection went): close the host's side, withdraw a review."""
         self.state = State.CLOSED
+        self.owner.open_channels.discard(self)
         if self._start_task is not None and not self._start_task.done():
             self._start_task.cancel()
         if self.upstream is not None:
