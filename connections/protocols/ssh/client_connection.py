@@ -11,6 +11,7 @@ on that one upstream connection, and each closes on its own.
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import asyncssh
@@ -263,8 +264,13 @@ class ClientConnection(asyncssh.SSHServer):
         return verdict
 
     async def review(self, verdict):
-        """Hold a command until reviewers decide; the final verdict is allow or deny."""
-        verdict = await self.directory.review(self.session, verdict)
+        """Hold a command until reviewers decide; the final verdict is allow or deny.
+
+        Reviewers see the command as the recording has it: masked.
+        """
+        verdict = await self.directory.review(
+            self.session, replace(verdict, statement=self.mask_text(verdict.statement))
+        )
         if verdict.action != "allow":
             self.errors += 1
         return verdict

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INTERRUPT = b"\x03"
+DENY_SETTLE_SECONDS = 0.5
 
 
 class ShellGuard:
@@ -59,8 +60,19 @@ class ShellGuard:
             self._decide_later(self.owner.review(verdict), piece.key)
 
     def _deny(self, message: str) -> None:
+        """Ctrl-C instead of the Enter; what the agent types next waits until the shell has taken the interrupt.
+
+        The terminal delivers Ctrl-C as a signal, apart from the input stream: keys that follow it at once
+        could reach the shell before the signal has cleared the denied line, and be run with it.
+        """
         self.channel.send_upstream(INTERRUPT)
         self.channel.tell_agent(message)
+        self.holding = True
+        asyncio.get_running_loop().call_later(DENY_SETTLE_SECONDS, self._settled)
+
+    def _settled(self) -> None:
+        self.holding = False
+        self.channel.drain()
 
     def _decide_later(self, decision: Awaitable, key: bytes) -> None:
         """Hold the Enter, and everything typed after it, until `decision` gives the final verdict."""
@@ -72,13 +84,13 @@ class ShellGuard:
             final = await decision
         except Exception:
             logger.exception("deciding a shell line failed; denying it")
-            final = None
-        if final is None or final.action == "allow":
+            self._deny("Gatehouse denied this command: it could not be judged")
+            return
+        if final is None or final.action == "allow":  # None: no policy (any more)
             self.channel.send_upstream(key)
+            self._settled()
         else:
             self._deny(final.message)
-        self.holding = False
-        self.channel.drain()
 
     def close(self) -> None:
         if self._pending is not None and not self._pending.done():

@@ -44,12 +44,29 @@
     select(rows[next]);
   }
 
+  // A row's decision is sent with htmx.ajax rather than a click on its button: the live feed may replace
+  // the row (and its button) at any moment, and htmx drops a request whose element has left the page.
   function decide(decision) {
     var scope = selectedRow() || document.querySelector("[data-review-form]");
     var button = scope && scope.querySelector('[data-decision="' + decision + '"]');
-    if (button && !button.disabled) {
-      button.click();
+    if (!button || button.disabled) {
+      return;
     }
+    var url = button.getAttribute("hx-post");
+    if (!url || !window.htmx) {
+      button.click(); // the review page's own form
+      return;
+    }
+    var comment = document.querySelector("[data-review-comment]");
+    window.htmx.ajax("POST", url, {
+      target: "#pending-reviews",
+      swap: "outerHTML",
+      values: { decision: decision, comment: comment ? comment.value : "" },
+    }).then(function () {
+      if (comment) {
+        comment.value = "";
+      }
+    });
   }
 
   function typing(target) {
