@@ -2,8 +2,8 @@
 
 A guard-rail, not a sandbox: the gateway rebuilds each line from the
 agent's keystrokes (connections.protocols.ssh.line_editor) and judges it
-when Enter is pressed. An allowed line gets its Enter; a denied one gets a
-Ctrl-C instead, and the reason on the agent's terminal; a line under review
+when Enter is pressed. An allowed line gets its Enter; a denied one is killed
+and gets a Ctrl-C instead, with the reason on the agent's terminal; a line under review
 keeps its Enter, and everything typed after it, until reviewers decide. A
 script, an alias or a line recalled from history can still run what no
 typed line shows, which is why bots should use exec, where the whole
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INTERRUPT = b"\x03"
+KILL_LINE = b"\x05\x15"  # Ctrl-E (end of line), Ctrl-U (kill to its start)
+INTERRUPT_DELAY_SECONDS = 0.1
 DENY_SETTLE_SECONDS = 0.5
 
 
@@ -60,15 +62,19 @@ class ShellGuard:
             self._decide_later(self.owner.review(verdict), piece.key)
 
     def _deny(self, message: str) -> None:
-        """Ctrl-C instead of the Enter; what the agent types next waits until the shell has taken the interrupt.
+        """Clear the line and send Ctrl-C instead of the Enter; what the agent types next waits a moment.
 
-        The terminal delivers Ctrl-C as a signal, apart from the input stream: keys that follow it at once
-        could reach the shell before the signal has cleared the denied line, and be run with it.
+        The terminal delivers Ctrl-C as a signal, apart from the input stream, and a busy shell may not
+        have cleared its line when the next keys arrive: they would be added to the denied line and run
+        with it. So the line is first killed in-band (End, then Ctrl-U: readline and a cooked terminal
+        both drop the line), Ctrl-C follows once the shell has read that, and later keys wait longer still.
         """
-        self.channel.send_upstream(INTERRUPT)
+        self.channel.send_upstream(KILL_LINE)
         self.channel.tell_agent(message)
         self.holding = True
-        asyncio.get_running_loop().call_later(DENY_SETTLE_SECONDS, self._settled)
+        loop = asyncio.get_running_loop()
+        loop.call_later(INTERRUPT_DELAY_SECONDS, self.channel.send_upstream, INTERRUPT)
+        loop.call_later(DENY_SETTLE_SECONDS, self._settled)
 
     def _settled(self) -> None:
         self.holding = False
