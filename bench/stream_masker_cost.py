@@ -1,6 +1,6 @@
 """Throughput of StreamMasker on 100 MB of terminal output: run on demand, never in the test suite.
 
-    .venv/bin/python -m tests.protocols.ssh.stream_masker_throughput [--megabytes N] [--chunk BYTES]
+    .venv/bin/python bench/stream_masker_cost.py [--megabytes N] [--chunk BYTES]
         [--detectors email,jwt,...]
 
 Feeds ordinary text (`ls -l` and log lines, colourless and coloured), lower-case
@@ -14,11 +14,16 @@ import argparse
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from connections.policy.rules import DETECTORS, MaskingRule
-from connections.protocols.ssh.stream_masker import StreamMasker
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are not on the path otherwise
+
+from connections.policy.rules import DETECTORS, MaskingRule  # noqa: E402
+from connections.protocols.ssh.stream_masker import StreamMasker  # noqa: E402
 
 logger = logging.getLogger("stream_masker_throughput")
 
