@@ -52,6 +52,9 @@ class SshSessionPolicy:
         return Verdict(action, "opaque", f'{_WORDS[action]}: rule "opaque": {BLIND_SHELL_DETAIL}', BLIND_SHELL_TEXT)
 
     def mask_text(self, text: str) -> str:
-        """A command line as recordings and reviewers get it, with the detectors' finds masked."""
+        """A command line as recordings and reviewers get it, with the detectors' finds masked.
+
+        Not `mask_statement`: that one skips text without SQL literals, and a shell command has none.
+        """
         masker = self.session.masker
-        return masker.mask_statement(text) if masker is not None else text
+        return masker.mask_text(text) if masker is not None else text

@@ -168,3 +168,12 @@ def test_a_policy_change_reaches_a_live_ssh_session(ssh_access: SshAccess, tmp_p
     assert poll(denied, 20, interval=0.5), "the live session never came under the new policy"
     child.sendline("exit")
     child.expect(pexpect.EOF)
+
+
+def test_it_masks_secrets_in_the_recorded_command(ssh_access: SshAccess, tmp_path: Path) -> None:
+    access = guarded(ssh_access, tmp_path)
+    before = last_session_id(ssh_access.gateway)
+    result = access.run("echo AKIAIOSFODNN7EXAMPLE > /dev/null")
+    assert result.returncode == 0
+    text = new_recording(ssh_access.gateway, before).path.read_text()
+    assert "AKIAIOSFODNN7EXAMPLE" not in text
