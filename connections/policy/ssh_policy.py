@@ -7,13 +7,9 @@ content detectors mask terminal output (column rules have no columns to
 match here).
 """
 
-from connections.policy.guardrails import Verdict
+from connections.policy.guardrails import Decision, Verdict
 from connections.policy.session_policy import CompiledPolicy
 
-_WORDS = {
-    "deny": "Gatehouse denied this command",
-    "review": "Gatehouse is holding this command for review",
-}
 BLIND_SHELL_TEXT = "<a shell without a terminal, reading commands from its input>"
 BLIND_SHELL_DETAIL = (
     "a shell without a terminal reads its commands from input that Gatehouse cannot judge line by line; "
@@ -41,15 +37,12 @@ class SshSessionPolicy:
         fallback = self.compiled.spec.unparseable
         if not uncertain or verdict.action != "allow" or fallback == "allow":
             return verdict
-        message = f'{_WORDS[fallback]}: rule "uncertain": {UNCERTAIN_DETAIL}'
-        return Verdict(fallback, "uncertain", message, command)
+        return Decision.of(fallback, "uncertain", UNCERTAIN_DETAIL, subject="command").verdict(command)
 
     def check_blind_shell(self) -> Verdict:
         """The verdict on a shell without a terminal (`ssh host < script`): the policy's `opaque` action."""
-        action = self.compiled.spec.opaque
-        if action == "allow":
-            return Verdict("allow", "opaque", "", BLIND_SHELL_TEXT)
-        return Verdict(action, "opaque", f'{_WORDS[action]}: rule "opaque": {BLIND_SHELL_DETAIL}', BLIND_SHELL_TEXT)
+        decision = Decision.of(self.compiled.spec.opaque, "opaque", BLIND_SHELL_DETAIL, subject="command")
+        return decision.verdict(BLIND_SHELL_TEXT)
 
     def mask_text(self, text: str) -> str:
         """A command line as recordings and reviewers get it, with the detectors' finds masked.

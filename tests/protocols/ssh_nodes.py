@@ -7,7 +7,7 @@ with a key made here, a token for password logins, and `agents grant`.
 
 import os
 import subprocess
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tests.protocols.nodes import Recording, poll, read_recording, session_rows
@@ -29,7 +29,6 @@ class SshAccess:
     agent_key: Path
     token: str
     known_hosts: Path
-    extra_options: list[str] = field(default_factory=list)
 
     def options(self, *extra: str, key: Path | None = None) -> list[str]:
         """OpenSSH options for the gateway: no user config, the gateway's host key pinned, the agent's key.
@@ -40,7 +39,7 @@ class SshAccess:
             *extra,
             *("-F", "/dev/null", "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"),
             *("-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20"),
-            *("-i", str(key or self.agent_key), *self.extra_options),
+            *("-i", str(key or self.agent_key)),
         ]
 
     @property

@@ -12,8 +12,8 @@ from connections.actions import do_create_connection
 from connections.management.command_output import format_table, validation_message
 from connections.models import Connection
 from connections.protocols.ssh.upstream import UpstreamRefused, fetch_host_key
-from connections.protocols.ssh.upstream import fingerprint as fingerprint_of
 from connections.ssh_actions import do_create_ssh_connection, do_pin_host_key
+from connections.ssh_directory import key_fingerprint
 
 
 class Command(BaseCommand):
@@ -113,7 +113,7 @@ class Command(BaseCommand):
             host_key = asyncio.run(fetch_host_key(connection.host, connection.port))
         except (UpstreamRefused, OSError, TimeoutError, asyncssh.Error) as exc:
             raise CommandError(f"could not fetch the host key of {connection.host}:{connection.port}: {exc}") from None
-        fingerprint = fingerprint_of(host_key)
+        fingerprint = key_fingerprint(host_key)
         if options["expect"] and options["expect"] != fingerprint:
             raise CommandError(f"{connection.host}:{connection.port} presented {fingerprint}, not {options['expect']}")
         previous = connection.known_host

@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 DENIED_EXIT_STATUS = 126
 UPSTREAM_FAILED_EXIT_STATUS = 255  # what OpenSSH's own client exits with when the connection fails
-INTERRUPT = b"\x03"
 # Variables an agent may pass on to the host; the host's AcceptEnv decides too.
 ENV_ALLOWLIST = ("LANG", "LC_", "TZ", "TERM")
 

@@ -31,11 +31,6 @@ class UpstreamRefused(Exception):
     """The upstream connection could not be made; the message is safe to show the client."""
 
 
-def fingerprint(public_key: str) -> str:
-    """The SHA256 fingerprint OpenSSH shows for a `type base64` key line."""
-    return asyncssh.import_public_key(public_key).get_fingerprint("sha256")
-
-
 async def connect_upstream(target: SshTarget, connect_timeout: float, keepalive: float) -> asyncssh.SSHClientConnection:
     """A logged-in connection to target; raises UpstreamRefused with a reason the client and the admin can act on."""
     if not target.known_host:

@@ -11,7 +11,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway_site.ssh_host_key import ensure_ssh_host_key
 from gateway_site.tls import ensure_certificate
 from gateway_site.workers import accept_stop_signals, fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
@@ -52,8 +51,6 @@ class Command(BaseCommand):
         if interrupted:
             logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
         ensure_certificate()  # made once here, not raced by the workers
-        if ssh_address:
-            ensure_ssh_host_key()
         # Whitenoise serves what was collected when the app loads: collect first, so no node serves bare pages.
         call_command("collectstatic", interactive=False, verbosity=0)
         worker_pids = fork_pg_workers(workers, pg_address) if pg_address else []
