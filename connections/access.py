@@ -41,6 +41,9 @@ GATEWAY_CONNECTION_FIELDS = (
     "retention_days",
     "known_host",
     "allow_forwarding",
+    "allow_remote_forwarding",
+    "allow_agent_forwarding",
+    "allow_x11_forwarding",
     "record_file_content",
 )
 _LOGIN_MODELS = (AccessToken, AgentKey, ServiceAccount, User, Connection, Policy, Permission, ContentType)

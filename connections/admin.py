@@ -61,6 +61,9 @@ class ConnectionAdminForm(forms.ModelForm):
     def clean_allow_forwarding(self) -> str:
         return parse_forwarding(self.cleaned_data["allow_forwarding"])
 
+    def clean_allow_remote_forwarding(self) -> str:
+        return parse_forwarding(self.cleaned_data["allow_remote_forwarding"])
+
     def clean(self) -> dict:
         cleaned = super().clean()
         # An SSH connection may log in with a key instead (`connections add --kind ssh --key-file`).

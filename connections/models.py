@@ -83,6 +83,17 @@ class Connection(models.Model):
     allow_forwarding = models.TextField(
         blank=True, help_text="SSH only: HOST:PORT destinations `ssh -L` may reach, comma-separated; empty allows none."
     )
+    allow_remote_forwarding = models.TextField(
+        blank=True,
+        help_text="SSH only: HOST:PORT addresses `ssh -R` may have the host listen on (PORT may be *), "
+        "comma-separated; empty allows none.",
+    )
+    allow_agent_forwarding = models.BooleanField(
+        default=False, help_text="SSH only: let the host use the client's forwarded ssh-agent (`ssh -A`)."
+    )
+    allow_x11_forwarding = models.BooleanField(
+        default=False, help_text="SSH only: let programs on the host open windows on the client's display (`ssh -X`)."
+    )
     record_file_content = models.BooleanField(
         default=False, help_text="SSH only: keep the content of files moved by sftp and scp in the recording."
     )

@@ -67,6 +67,9 @@ def do_create_ssh_connection(
     password: str = "",
     known_host: str = "",
     allow_forwarding: str = "",
+    allow_remote_forwarding: str = "",
+    allow_agent_forwarding: bool = False,
+    allow_x11_forwarding: bool = False,
     record_file_content: bool = False,
     retention_days: int | None = None,
 ) -> Connection:
@@ -95,6 +98,9 @@ def do_create_ssh_connection(
         tls_mode=Connection.TlsMode.DISABLE,  # SSH brings its own encryption
         known_host=normalize_public_key(known_host) if known_host else "",
         allow_forwarding=parse_forwarding(allow_forwarding),
+        allow_remote_forwarding=parse_forwarding(allow_remote_forwarding),
+        allow_agent_forwarding=allow_agent_forwarding,
+        allow_x11_forwarding=allow_x11_forwarding,
         record_file_content=record_file_content,
     )
     if retention_days is not None:

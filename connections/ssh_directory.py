@@ -70,9 +70,16 @@ def _target(connection: dict) -> SshTarget:
         private_key=credentials.get("private_key"),
         password=credentials.get("password"),
         known_host=connection["known_host"],
-        forwarding=tuple(item.strip() for item in connection["allow_forwarding"].split(",") if item.strip()),
+        forwarding=_addresses(connection["allow_forwarding"]),
+        remote_forwarding=_addresses(connection["allow_remote_forwarding"]),
+        agent_forwarding=bool(connection["allow_agent_forwarding"]),
+        x11_forwarding=bool(connection["allow_x11_forwarding"]),
         record_file_content=bool(connection["record_file_content"]),
     )
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 class DjangoSshDirectory(GatewayDirectory):

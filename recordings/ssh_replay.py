@@ -73,9 +73,11 @@ def mebibytes(value: Any) -> str:
 
 def _channel_opened(data: dict) -> EventSummary:
     kind = str(data.get("type", ""))
-    terminal = ""
+    extras = []
     if data.get("term") or data.get("width"):
-        terminal = f"{data.get('term', 'pty')} {data.get('width', '?')}×{data.get('height', '?')}"
+        extras.append(f"{data.get('term', 'pty')} {data.get('width', '?')}×{data.get('height', '?')}")
+    extras += [name for key, name in (("x11", "X11 forwarded"), ("agent", "agent forwarded")) if data.get(key)]
+    terminal = ", ".join(extras)
     if kind == "shell":
         return EventSummary("shell", "shell opened" + (f" ({terminal})" if terminal else ""))
     if kind == "exec":
@@ -158,22 +160,40 @@ def _target(data: dict) -> str:
     return f"{data.get('host', '?')}:{data.get('port', '?')}"
 
 
+def _forward_name(data: dict) -> str:
+    return f"remote forward (ssh -R) {_target(data)}" if data.get("remote") else f"forward {_target(data)}"
+
+
 def _forward(data: dict) -> EventSummary:
-    return EventSummary("forward", f"forward {_target(data)} opened")
+    source = f" from {data['from']}" if data.get("from") else ""
+    return EventSummary("forward", f"{_forward_name(data)} opened{source}")
 
 
 def _forward_closed(data: dict) -> EventSummary:
-    text = f"forward {_target(data)} ↑{byte_size(data.get('bytes_up'))} ↓{byte_size(data.get('bytes_down'))}"
+    text = f"{_forward_name(data)} ↑{byte_size(data.get('bytes_up'))} ↓{byte_size(data.get('bytes_down'))}"
     return EventSummary("forward", text)
 
 
 def _forward_refused(data: dict) -> EventSummary:
-    remote = "remote forward (ssh -R) " if data.get("remote") else "forward "
-    return EventSummary("forward", f"{remote}{_target(data)} refused", "danger")
+    return EventSummary("forward", f"{_forward_name(data)} refused", "danger")
 
 
 def _forward_failed(data: dict) -> EventSummary:
-    return EventSummary("forward", f"forward {_target(data)} failed: the host could not open it", "danger")
+    side = "the client" if data.get("remote") else "the host"
+    return EventSummary("forward", f"{_forward_name(data)} failed: {side} could not open it", "danger")
+
+
+def _listen(data: dict) -> EventSummary:
+    return EventSummary("forward", f"the host listens on {_target(data)} for the client (ssh -R)", "warn")
+
+
+def _listen_failed(data: dict) -> EventSummary:
+    text = f"the host could not listen on {_target(data)} (ssh -R): {data.get('reason', '')}"
+    return EventSummary("forward", text, "danger")
+
+
+def _agent(data: dict) -> EventSummary:
+    return EventSummary("agent", "the host used the client's forwarded SSH agent", "warn")
 
 
 def _upstream(data: dict) -> EventSummary:
@@ -220,6 +240,9 @@ SSH_SUMMARIES: dict[str, Callable[[dict], EventSummary]] = {
     "forward_closed": _forward_closed,
     "forward_refused": _forward_refused,
     "forward_failed": _forward_failed,
+    "listen": _listen,
+    "listen_failed": _listen_failed,
+    "agent": _agent,
     "upstream": _upstream,
     "upstream_failed": _upstream_failed,
     "error": _error,

@@ -163,13 +163,17 @@ def test_it_revokes_a_token_for_good(admin_client, make_agent, issue_token):
 def test_it_pins_a_host_key_and_checks_forwarding_for_an_ssh_connection(admin_client):
     base = {"name": "web-01", "kind": "ssh", "host": "10.0.0.5", "port": "22", "username": "deploy"}
     base.update(tls_mode="disable", retention_days="30", record_max_rows="1000", record_max_bytes="1048576")
-    bad = admin_client.post(reverse("admin:connections_connection_add"), {**base, "allow_forwarding": "nohost"})
-    assert bad.status_code == 200 and "is not HOST:PORT" in bad.content.decode()
+    for field in ("allow_forwarding", "allow_remote_forwarding"):
+        bad = admin_client.post(reverse("admin:connections_connection_add"), {**base, field: "nohost"})
+        assert bad.status_code == 200 and "is not HOST:PORT" in bad.content.decode()
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    forwarding = {"allow_forwarding": " 127.0.0.1:5432 ", "allow_remote_forwarding": "127.0.0.1:*, 127.0.0.1:8080"}
     added = admin_client.post(
         reverse("admin:connections_connection_add"),
-        {**base, "known_host": f"[10.0.0.5]:22 {key} comment", "allow_forwarding": " 127.0.0.1:5432 "},
+        {**base, "known_host": f"[10.0.0.5]:22 {key} comment", **forwarding, "allow_agent_forwarding": "on"},
     )
     assert added.status_code == 302
     connection = Connection.objects.get(name="web-01")
     assert (connection.known_host, connection.allow_forwarding) == (key, "127.0.0.1:5432")
+    assert connection.allow_remote_forwarding == "127.0.0.1:*,127.0.0.1:8080"
+    assert (connection.allow_agent_forwarding, connection.allow_x11_forwarding) == (True, False)

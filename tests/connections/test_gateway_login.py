@@ -59,6 +59,9 @@ def test_it_loads_tokens_and_connection_in_one_query(probed_connection, granted,
         "retention_days": connection.retention_days,
         "known_host": "",
         "allow_forwarding": "",
+        "allow_remote_forwarding": "",
+        "allow_agent_forwarding": False,
+        "allow_x11_forwarding": False,
         "record_file_content": False,
     }
     assert CANARY_PASSWORD not in repr(login)

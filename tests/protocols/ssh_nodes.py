@@ -71,12 +71,20 @@ def gateway_known_hosts(gateway: GatewayProcess, path: Path) -> Path:
 
 
 def add_ssh_connection(
-    access: SshAccess, name: str, *, port: int | None = None, known_host: str | None = None, pin: bool = True
+    access: SshAccess,
+    name: str,
+    *options: str,
+    port: int | None = None,
+    known_host: str | None = None,
+    pin: bool = True,
 ) -> SshAccess:
-    """Another connection to (by default) the same sshd, granted to the same agent; an SshAccess for it."""
+    """Another connection to (by default) the same sshd, granted to the same agent; an SshAccess for it.
+
+    `options` go to `connections add` as they are (`--allow-agent-forwarding`, ...).
+    """
     sshd = access.sshd
     add = ["connections", "add", name, "--kind", "ssh", "--host", sshd.host, "--port", str(port or sshd.port)]
-    add += ["--user", sshd.user, "--key-file", str(sshd.client_key)]
+    add += ["--user", sshd.user, "--key-file", str(sshd.client_key), *options]
     if pin:
         add += ["--known-host", known_host or sshd.host_public_key]
     access.gateway.manage(*add, check=True)

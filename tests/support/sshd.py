@@ -61,6 +61,10 @@ class SshServer:
         return f"{kind} {blob}"
 
     @property
+    def xauthority(self) -> Path:
+        return self.root / "Xauthority"
+
+    @property
     def log_file(self) -> Path:
         return self.root / "sshd.log"
 
@@ -71,7 +75,9 @@ class SshServer:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\n"
             "AcceptEnv LANG LC_* GATEHOUSE_TEST_*\nPrintMotd no\nPrintLastLog no\nLogLevel VERBOSE\n"
-            "MaxSessions 64\nMaxStartups 200\n" + extra
+            "MaxSessions 64\nMaxStartups 200\nAllowAgentForwarding yes\nX11Forwarding yes\n"
+            # sshd stores each forwarded display's cookie with xauth: here, not in the user's home.
+            f"SetEnv XAUTHORITY={self.xauthority}\n" + extra
         )
 
     def start(self) -> None:

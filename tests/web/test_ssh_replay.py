@@ -410,8 +410,33 @@ def test_it_describes_ssh_events_in_live_watch():
     assert '<span class="pill danger">upstream</span>' in html and '<span class="pill warn">truncated</span>' in html
 
 
+def test_it_describes_remote_agent_and_x11_forwarding():
+    events = [
+        (1, 0.1, "channel", {"ch": 1, "type": "exec", "command": "xterm", "x11": True, "agent": True}),
+        (2, 0.2, "listen", {"remote": True, "host": "127.0.0.1", "port": 43123}),
+        (3, 0.3, "forward", {"ch": 2, "host": "127.0.0.1", "port": 43123, "remote": True, "from": "127.0.0.1:5050"}),
+        (4, 0.4, "forward_closed", {"ch": 2, "host": "127.0.0.1", "port": 43123, "remote": True, "bytes_up": 3}),
+        (5, 0.5, "forward_failed", {"ch": 3, "host": "127.0.0.1", "port": 43123, "remote": True}),
+        (6, 0.6, "listen_failed", {"remote": True, "host": "0.0.0.0", "port": 22, "reason": "Port forwarding failed"}),
+        (7, 0.7, "agent", {"use": 1}),
+    ]
+
+    html = live_rows(events)
+
+    for text in (
+        "#1 exec: xterm (X11 forwarded, agent forwarded)",
+        "the host listens on 127.0.0.1:43123 for the client (ssh -R)",
+        "#2 remote forward (ssh -R) 127.0.0.1:43123 opened from 127.0.0.1:5050",
+        "#2 remote forward (ssh -R) 127.0.0.1:43123 ↑3 B ↓? B",
+        "#3 remote forward (ssh -R) 127.0.0.1:43123 failed: the client could not open it",
+        "the host could not listen on 0.0.0.0:22 (ssh -R): Port forwarding failed",
+        "the host used the client&#x27;s forwarded SSH agent",
+    ):
+        assert text in html, text
+
+
 @pytest.mark.parametrize("data", [None, "text", 5, {"unexpected": "shape"}, {"ch": "x", "bytes": "many"}])
-@pytest.mark.parametrize("kind", ["file", "exit", "forward_closed", "channel", "transfer", "mystery"])
+@pytest.mark.parametrize("kind", ["file", "exit", "forward_closed", "channel", "transfer", "listen", "mystery"])
 def test_it_summarizes_odd_ssh_event_data_without_failing(kind, data):
     summary = ssh_summary(kind, data)
 

@@ -39,6 +39,14 @@ class Command(BaseCommand):
         add.add_argument("--key-file", metavar="PATH", help="SSH: the private key the gateway logs in with.")
         add.add_argument("--known-host", metavar="KEY", help='SSH: the host key to pin, "ssh-ed25519 AAAA...".')
         add.add_argument("--allow-forwarding", default="", metavar="HOST:PORT,...", help="SSH: ssh -L destinations.")
+        add.add_argument(
+            "--allow-remote-forwarding",
+            default="",
+            metavar="HOST:PORT,...",
+            help="SSH: addresses ssh -R may have the host listen on (PORT may be *).",
+        )
+        add.add_argument("--allow-agent-forwarding", action="store_true", help="SSH: allow ssh -A.")
+        add.add_argument("--allow-x11-forwarding", action="store_true", help="SSH: allow ssh -X and -Y.")
         add.add_argument("--record-file-content", action="store_true", help="SSH: keep sftp/scp file content.")
         subcommands.add_parser("list", help="List connections (never their secrets).")
         trust = subcommands.add_parser("trust-host", help="Fetch and pin an SSH connection's host key.")
@@ -92,6 +100,9 @@ class Command(BaseCommand):
                 password=read_password_env(options["password_env"]) if options["password_env"] else "",
                 known_host=options["known_host"] or "",
                 allow_forwarding=options["allow_forwarding"],
+                allow_remote_forwarding=options["allow_remote_forwarding"],
+                allow_agent_forwarding=options["allow_agent_forwarding"],
+                allow_x11_forwarding=options["allow_x11_forwarding"],
                 record_file_content=options["record_file_content"],
                 retention_days=options["retention_days"],
             )

@@ -5,8 +5,11 @@ of its registered keys, or with a token as the password. An unknown
 connection and a forbidden one fail alike. After login the session opens
 (one recording for the whole connection) and the gateway starts its own
 connection to the host at once, so the first channel does not wait for it
-longer than it must. Every channel (shell, exec, sftp, direct-tcpip) rides
-on that one upstream connection, and each closes on its own.
+longer than it must. Every channel (shell, exec, sftp, forwarded streams)
+rides on that one upstream connection, and each closes on its own.
+
+Agent forwarding, X11 forwarding and remote forwarding (`ssh -R`) are refused
+unless the connection allows them.
 """
 
 import asyncio
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from .forwarding import ForwardChannel
+from .agent_forwarding import AgentRelay
+from .forwarding import Forward
 from .session_channel import SessionChannel
 from .shell_guard import ShellGuard
 from .stream_masker import StreamMasker
@@ -57,6 +61,7 @@ class ClientConnection(asyncssh.SSHServer):
         self.lost = False
         self._recording: asyncio.Task | None = None
         self._upstream: asyncio.Task | None = None
+        self.agent_relay: AgentRelay | None = None
 
     # --- connection -------------------------------------------------------------
 
@@ -74,6 +79,8 @@ class ClientConnection(asyncssh.SSHServer):
             self._upstream.cancel()
             if self._upstream.done() and not self._upstream.cancelled() and self._upstream.exception() is None:
                 self._upstream.result().close()
+        if self.agent_relay is not None:
+            self.agent_relay.close()
         self.gateway.forget(self)
         self._close_session(exc)
 
@@ -123,10 +130,21 @@ class ClientConnection(asyncssh.SSHServer):
         """Start opening the session's recording, then the upstream connection; channels wait for them."""
         self.target = self.directory.target_for(self.login)
         self.policy = self.directory.policy_for(self.login)
+        self._limit_forwarding()
         self._recording = asyncio.ensure_future(self._open_recording())
         self._upstream = asyncio.ensure_future(self._connect_upstream())
         # Channels report a failure to the agent; a connection that opens none must not log it as unretrieved.
         self._upstream.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    def _limit_forwarding(self) -> None:
+        """Narrow the listener's agent and X11 forwarding to what this connection allows.
+
+        asyncssh grants both from connection-wide options and asks the server no callback first;
+        the listener allows them (SshGateway.serve) and each connection switches off what it must
+        not have. They are read when the client asks, which can only be after authentication.
+        """
+        self.conn._agent_forwarding = self.target.agent_forwarding
+        self.conn._x11_forwarding = self.target.x11_forwarding
 
     async def _open_recording(self) -> None:
         client_version = self.conn.get_extra_info("client_version") or ""
@@ -148,14 +166,21 @@ class ClientConnection(asyncssh.SSHServer):
         # Shielded: cancelling this (the agent left) must not cancel the recording's opening, or its row stays live.
         await asyncio.shield(self._recording)
         config = self.gateway.config
+        agent_path = await self._start_agent_relay() if self.target.agent_forwarding else None
         try:
-            connection = await connect_upstream(self.target, config.connect_timeout, config.keepalive_seconds)
+            connection = await connect_upstream(
+                self.target, config.connect_timeout, config.keepalive_seconds, agent_path=agent_path
+            )
         except UpstreamRefused as exc:
             self.record("upstream_failed", {"reason": str(exc)})
             self.closing_status, self.closing_reason = "interrupted", str(exc)
             raise
         self.record("upstream", {"host": self.target.host, "port": self.target.port, "user": self.target.user})
         return connection
+
+    async def _start_agent_relay(self) -> str:
+        self.agent_relay = AgentRelay(self, self.gateway.runtime_dir / f"agent-{self.session.public_id}")
+        return await self.agent_relay.start()
 
     async def upstream_connection(self) -> asyncssh.SSHClientConnection:
         """The gateway's connection to the host; raises UpstreamRefused if it could not be made."""
@@ -169,9 +194,9 @@ class ClientConnection(asyncssh.SSHServer):
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
         """direct-tcpip (`ssh -L`): only to destinations the connection allows."""
-        return self._open_forward(dest_host, dest_port)
+        return self._forward_from_host(dest_host, dest_port)
 
-    async def _open_forward(self, dest_host: str, dest_port: int) -> ForwardChannel:
+    async def _forward_from_host(self, dest_host: str, dest_port: int):
         await self.recording_opened()
         if not self.target.allows_forwarding_to(dest_host, dest_port):
             self.record("forward_refused", {"host": dest_host, "port": dest_port})
@@ -180,12 +205,36 @@ class ClientConnection(asyncssh.SSHServer):
                 f"Gatehouse: forwarding to {dest_host}:{dest_port} is not allowed on this connection",
             )
         self.channels += 1
-        return await ForwardChannel(self, self.channels, dest_host, dest_port).start()
+        return await Forward(self, self.channels, dest_host, dest_port).open_from_host()
 
-    def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        """Remote forwarding (`ssh -R`) is refused: it would open a listener on the host for the agent."""
-        self.record("forward_refused", {"remote": True, "host": listen_host, "port": listen_port})
-        return False
+    def server_requested(self, listen_host: str, listen_port: int):
+        """Remote forwarding (`ssh -R`): the host listens for the client, only on addresses the connection allows."""
+        return self._listen_on_host(listen_host, listen_port)
+
+    async def _listen_on_host(self, listen_host: str, listen_port: int) -> asyncssh.SSHListener | bool:
+        await self.recording_opened()
+        event = {"remote": True, "host": listen_host, "port": listen_port}
+        if not self.target.allows_listening_on(listen_host, listen_port):
+            self.record("forward_refused", event)
+            return False
+        listener = None
+
+        def forward_to_client(orig_host: str, orig_port: int):
+            # The port the host chose, when the client asked for any (`-R 0:...`): the client knows it by that.
+            self.channels += 1
+            forward = Forward(self, self.channels, listen_host, listener.get_port(), remote=True)
+            return forward.open_to_client(orig_host, orig_port)
+
+        try:
+            connection = await self.upstream_connection()
+            listener = await connection.create_server(forward_to_client, listen_host, listen_port, encoding=None)
+        except UpstreamRefused:
+            return False
+        except asyncssh.ChannelListenError as exc:
+            self.record("listen_failed", {**event, "reason": str(exc)})
+            return False
+        self.record("listen", {**event, "port": listener.get_port()})
+        return listener
 
     # --- what channels use ---------------------------------------------------------
 

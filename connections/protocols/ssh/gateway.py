@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -75,8 +77,11 @@ class SshGateway:
         self.directory = directory
         self.connections: dict[str, ClientConnection] = {}  # session public id -> connection
         self.server: asyncssh.SSHAcceptor | None = None
+        self.runtime_dir: Path | None = None
 
     async def serve(self, host: str, port: int) -> asyncssh.SSHAcceptor:
+        # Private (0700): the agent sockets and X11 cookies of live connections live here.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="gatehouse-ssh-"))
         self.server = await asyncssh.create_server(
             lambda: ClientConnection(self),
             host,
@@ -86,8 +91,10 @@ class SshGateway:
             encoding=None,
             line_editor=False,
             allow_pty=True,
-            agent_forwarding=False,
-            x11_forwarding=False,
+            # Allowed here, then narrowed by each connection to what it allows (ClientConnection._limit_forwarding).
+            agent_forwarding=True,
+            x11_forwarding=True,
+            x11_auth_path=self.x11_auth_path,
             allow_scp=False,
             sftp_factory=None,
             kbdint_auth=False,
@@ -98,6 +105,11 @@ class SshGateway:
         )
         logger.info("SSH listener on %s:%s", host, port)
         return self.server
+
+    @property
+    def x11_auth_path(self) -> str:
+        """The Xauthority file of the displays the gateway holds for X11 forwarding clients."""
+        return str(self.runtime_dir / "xauthority")
 
     def register(self, connection: ClientConnection) -> None:
         self.connections[connection.session.public_id] = connection
@@ -127,3 +139,5 @@ class SshGateway:
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_WAIT_SECONDS
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)

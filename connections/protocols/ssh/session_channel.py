@@ -157,6 +157,10 @@ class SessionChannel(asyncssh.SSHServerSession):
             options["request_pty"] = False
         if self.kind == "subsystem":
             options["subsystem"] = self.subsystem
+        display = self.chan.get_x11_display()
+        if display is not None:  # granted only on connections that allow X11 (ClientConnection._limit_forwarding)
+            x11_auth_path = self.owner.gateway.x11_auth_path
+            options.update(x11_forwarding="ignore_failure", x11_display=display, x11_auth_path=x11_auth_path)
         self.upstream, _session = await connection.create_session(
             lambda: UpstreamSide(self), self.command if self.kind == "exec" else None, **options
         )
@@ -168,6 +172,10 @@ class SessionChannel(asyncssh.SSHServerSession):
         if self.pty is not None:
             term_type, (width, height, *_), _modes = self.pty
             event.update(term=term_type, width=width, height=height)
+        if self.chan.get_x11_display() is not None:
+            event["x11"] = True
+        if self.chan.get_agent_path() is not None:
+            event["agent"] = True
         self.owner.record("channel", event)
         kind = transfer_kind(self.kind, self.subsystem, self.command)
         if kind:

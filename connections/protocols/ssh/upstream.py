@@ -31,8 +31,13 @@ class UpstreamRefused(Exception):
     """The upstream connection could not be made; the message is safe to show the client."""
 
 
-async def connect_upstream(target: SshTarget, connect_timeout: float, keepalive: float) -> asyncssh.SSHClientConnection:
-    """A logged-in connection to target; raises UpstreamRefused with a reason the client and the admin can act on."""
+async def connect_upstream(
+    target: SshTarget, connect_timeout: float, keepalive: float, agent_path: str | None = None
+) -> asyncssh.SSHClientConnection:
+    """A logged-in connection to target; raises UpstreamRefused with a reason the client and the admin can act on.
+
+    With `agent_path`, the host's agent requests are forwarded to that socket (see agent_forwarding).
+    """
     if not target.known_host:
         raise UpstreamRefused(
             f"connection {target.name!r} has no pinned host key; "
@@ -48,7 +53,8 @@ async def connect_upstream(target: SshTarget, connect_timeout: float, keepalive:
             client_keys=keys,
             password=target.password,
             known_hosts=([pinned], [], []),
-            agent_path=None,
+            agent_path=None,  # the gateway logs in with the stored key only
+            agent_forwarding=agent_path or False,
             config=[],
             preferred_auth="publickey,password",
             connect_timeout=connect_timeout,
