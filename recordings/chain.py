@@ -120,6 +120,29 @@ class ChainWriter:
         start = _HEADER_SUFFIX_START_BYTES if expect_header else _EVENT_SUFFIX_START_BYTES
         return b"".join((body[:-1], start, link.hex().encode(), b'"', body[-1:], b"\n"))
 
+    def encode_events(self, events: Iterable[tuple[float, str, object]]) -> bytes:
+        """The stored lines of `(t, kind, data)` events, after the header; advances the chain.
+
+        The same lines as `encode_line([t, kind, data])` one by one (t rounded to the microsecond),
+        in one loop: this runs for every event a gateway records.
+        """
+        if self.line_count == 0:
+            raise ValueError("the first line must be the header")
+        link, sha256, lines, count = self._link, hashlib.sha256, [], 0
+        for t, kind, data in events:
+            # round(x * 1e6) / 1e6, not round(x, 6): same value, without a trip through decimal text.
+            event = [round(t * 1e6) / 1e6, kind, data]
+            try:
+                body = orjson.dumps(event, default=_json_fallback)
+            except orjson.JSONEncodeError:
+                body = _serialize(event)  # what orjson refuses, the stdlib writes (see _serialize)
+            link = sha256(link + body).digest()
+            lines += (body[:-1], _EVENT_SUFFIX_START_BYTES, link.hex().encode(), b'"]\n')
+            count += 1
+        self._link = link
+        self.line_count += count
+        return b"".join(lines)
+
 
 class Problem(StrEnum):
     """What verification found; the names are stable for callers to branch on."""

@@ -151,16 +151,14 @@ class RecordingWriter:
             return None
         self._collect_search_texts(batch)
         state = self.chain.snapshot()
-        encode = self.chain.encode_line
-        lines = [encode(self.header)] if self.chain.line_count == 0 else []
         try:
-            # round(x * 1e6) / 1e6, not round(x, 6): same value, without a trip through decimal text.
-            lines.extend(encode([round(t * 1e6) / 1e6, kind, data]) for t, kind, data in batch)
+            header = self.chain.encode_line(self.header) if self.chain.line_count == 0 else b""
+            events = self.chain.encode_events(batch)
         except BaseException:
             self.chain.restore(state)
             self.dropped_events += len(batch)
             raise
-        return b"".join(lines), state, len(batch)
+        return header + events, state, len(batch)
 
     def append_encoded(self, data: bytes, state: tuple, events: int) -> None:
         """Append what `encode_batch` made, as the very next write.
@@ -279,7 +277,9 @@ class RecordingFlusher:
 
         Encoding stays on the loop thread: a worker thread doing CPU work would
         hold the GIL against the relay for whole switch intervals, while a
-        thread that only writes releases it at once.
+        thread that only writes releases it at once. The loop runs between two
+        writers' batches, so that a tick's encoding (milliseconds under load)
+        does not stall every session at once.
         """
         async with self._flush_lock:
             work = []
@@ -290,6 +290,8 @@ class RecordingFlusher:
                 encoded = self._encode(writer, batch)
                 if encoded is not None or closed:
                     work.append((writer, encoded, closed))
+                if batch:
+                    await asyncio.sleep(0)
             if any(encoded is not None for _, encoded, _ in work):
                 await asyncio.to_thread(self._write_all, work)
             finished = [writer for writer, _, closed in work if closed]

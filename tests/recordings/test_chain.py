@@ -28,6 +28,22 @@ def encode(session_id, objects=None):
     return writer, [writer.encode_line(obj) for obj in (objects or [HEADER, *EVENTS])]
 
 
+def test_it_encodes_a_batch_of_events_as_it_encodes_each_line(session_id):
+    """encode_events is the gateway's fast path: the very same bytes and chain as encode_line, fallbacks included."""
+    events = [(0.0000014, "sql", {"text": "SELECT 1"}), (0.5, "o", "\ud800 lone surrogate"), (1.0, "x", {"b": b"\x00"})]
+    one_by_one, batched = ChainWriter(session_id), ChainWriter(session_id)
+    expected = [one_by_one.encode_line(HEADER)]
+    expected += [one_by_one.encode_line([round(t * 1e6) / 1e6, kind, data]) for t, kind, data in events]
+
+    lines = batched.encode_line(HEADER) + batched.encode_events(events)
+
+    assert lines == b"".join(expected)
+    assert (batched.head, batched.line_count) == (one_by_one.head, one_by_one.line_count) == (one_by_one.head, 4)
+    assert verify_lines(session_id, lines.splitlines(keepends=True)).ok
+    with pytest.raises(ValueError, match="header"):
+        ChainWriter(session_id).encode_events(events)
+
+
 def test_it_round_trips_header_and_events(session_id):
     writer, lines = encode(session_id)
 

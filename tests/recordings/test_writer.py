@@ -161,6 +161,32 @@ def test_it_writes_files_off_the_loop_thread(tmp_path):
     assert loop_thread not in seen_threads
 
 
+def test_it_lets_the_loop_run_between_two_writers_batches(tmp_path):
+    """Sessions keep relaying while a tick encodes: another callback runs before the next batch is encoded."""
+    seen = []
+
+    class ObservedWriter(RecordingWriter):
+        def encode_batch(self, batch):
+            seen.append(ran_meanwhile.is_set())
+            return super().encode_batch(batch)
+
+    ran_meanwhile = threading.Event()
+    writers = [ObservedWriter(tmp_path / f"{n}.jsonl", str(uuid.uuid4()), {}) for n in range(2)]
+
+    async def scenario():
+        flusher = RecordingFlusher(60)
+        for writer in writers:
+            writer.event("o", "hi")
+            flusher.register(writer)
+        asyncio.get_running_loop().call_soon(ran_meanwhile.set)  # queued before the tick starts
+        await flusher.drain()
+
+    asyncio.run(scenario())
+
+    assert seen == [False, True]
+    assert all(verify_file(writer.session_id, writer.path).ok for writer in writers)
+
+
 def test_it_keeps_flushing_other_recordings_when_one_fails(tmp_path, caplog):
     finished = []
 
