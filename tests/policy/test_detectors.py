@@ -219,3 +219,30 @@ def test_it_validates_luhn_iban_and_jwt_headers() -> None:
     assert jwt_header_valid(JWT.split(".")[0])
     assert not jwt_header_valid("eyJ0eXAiOiJKV1QifQ")  # {"typ":"JWT"}: no alg
     assert not jwt_header_valid("!!!")
+
+
+# Pieces of terminal output and long values: the canaries, their look-alikes, and what surrounds them.
+_PIECES = (
+    *[f" {value} " for name in ("credit_card", "ssn", "aws_key") for value in CANARY_VARIANTS[name]],
+    *[value for name in ("credit_card", "ssn", "aws_key") for value in CANARY_VARIANTS[name]],
+    "4111 1111 1111 1112", "41111111111111111111", "2024-05-12 12:34:56,789", "123-45-67890", "0123-45-6789",
+    "-rw-r--r-- 1 www-data www-data   1234567 Jan 12", "aws_secret_access_key = ", "GET /api/v1/user/12345 200",
+    "=", "-", " ", "  ", "/", "+", "\r\n", "\x1b[0m", "x" * 39, "ab/+" * 10, "7" * 12, "5" * 19, "AKIA",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_it_finds_in_long_text_exactly_what_a_whole_text_scan_finds(seed: int, monkeypatch) -> None:
+    """Long texts are scanned only in the runs that can hold a hit; that must change no hit, at any boundary."""
+    import random
+
+    from connections.policy import detectors
+
+    pieces = random.Random(seed).choices(_PIECES, k=400)
+    text = "".join(pieces)
+    cut_scan = ALL.find(text, features=ALL.features_needed)
+    monkeypatch.setattr(detectors, "_SCAN_WHOLE_CHARS", len(text) + 1)
+    whole_scan = ALL.find(text, features=ALL.features_needed)
+
+    assert cut_scan == whole_scan
+    assert {name for _start, _end, name in whole_scan} >= {"credit_card", "ssn", "aws_key"}
