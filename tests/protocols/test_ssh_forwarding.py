@@ -107,6 +107,7 @@ def start_remote_forward(access: SshAccess, spec: str) -> tuple[subprocess.Popen
     for line in tunnel.stderr:
         # -v: "remote forward success for: listen 127.0.0.1:0, connect ..." then "Allocated port N ..."
         if match := re.search(r"Allocated port (\d+) for remote forward", line):
+            threading.Thread(target=tunnel.stderr.read, daemon=True).start()  # -v goes on: keep the pipe drained
             return tunnel, int(match.group(1))
         if "remote forward failure" in line or "forwarding failed" in line:
             break
