@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 
 SEED_PREFIX = b"gatehouse-recording-v1:"
+SEGMENT_BYTES = 1 << 20  # encode_events joins lines into pieces of about this size
 LINK_HEX_LENGTH = 64
 
 
@@ -120,15 +121,17 @@ class ChainWriter:
         start = _HEADER_SUFFIX_START_BYTES if expect_header else _EVENT_SUFFIX_START_BYTES
         return b"".join((body[:-1], start, link.hex().encode(), b'"', body[-1:], b"\n"))
 
-    def encode_events(self, events: Iterable[tuple[float, str, object]]) -> bytes:
-        """The stored lines of `(t, kind, data)` events, after the header; advances the chain.
+    def encode_events(self, events: Iterable[tuple[float, str, object]]) -> list[bytes]:
+        """The stored lines of `(t, kind, data)` events, after the header, in segments; advances the chain.
 
         The same lines as `encode_line([t, kind, data])` one by one (t rounded to the microsecond),
-        in one loop: this runs for every event a gateway records.
+        in one loop: this runs for every event a gateway records. The lines come joined into segments
+        of about SEGMENT_BYTES, not one bytes object, so a batch of 100 MB of terminal output is not
+        held twice while it is joined.
         """
         if self.line_count == 0:
             raise ValueError("the first line must be the header")
-        link, sha256, lines, count = self._link, hashlib.sha256, [], 0
+        link, sha256, segments, parts, size, count = self._link, hashlib.sha256, [], [], 0, 0
         for t, kind, data in events:
             # round(x * 1e6) / 1e6, not round(x, 6): same value, without a trip through decimal text.
             event = [round(t * 1e6) / 1e6, kind, data]
@@ -137,11 +140,17 @@ class ChainWriter:
             except orjson.JSONEncodeError:
                 body = _serialize(event)  # what orjson refuses, the stdlib writes (see _serialize)
             link = sha256(link + body).digest()
-            lines += (body[:-1], _EVENT_SUFFIX_START_BYTES, link.hex().encode(), b'"]\n')
+            parts += (body[:-1], _EVENT_SUFFIX_START_BYTES, link.hex().encode(), b'"]\n')
+            size += len(body)
             count += 1
+            if size >= SEGMENT_BYTES:
+                segments.append(b"".join(parts))
+                parts, size = [], 0
+        if parts:
+            segments.append(b"".join(parts))
         self._link = link
         self.line_count += count
-        return b"".join(lines)
+        return segments
 
 
 class Problem(StrEnum):

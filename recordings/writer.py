@@ -145,22 +145,23 @@ class RecordingWriter:
         if encoded is not None:
             self.append_encoded(*encoded)
 
-    def encode_batch(self, batch: list[tuple[float, str, Any]]) -> tuple[bytes, tuple, int] | None:
-        """Chain and serialize `batch`: (bytes, chain state before, event count), or None if nothing to write."""
+    def encode_batch(self, batch: list[tuple[float, str, Any]]) -> tuple[list[bytes], tuple, int] | None:
+        """Chain and serialize `batch`: (the lines in segments, chain state before, event count), or None if
+        nothing to write."""
         if not batch and self.chain.line_count > 0:
             return None
         self._collect_search_texts(batch)
         state = self.chain.snapshot()
         try:
-            header = self.chain.encode_line(self.header) if self.chain.line_count == 0 else b""
-            events = self.chain.encode_events(batch)
+            header = [self.chain.encode_line(self.header)] if self.chain.line_count == 0 else []
+            segments = self.chain.encode_events(batch)
         except BaseException:
             self.chain.restore(state)
             self.dropped_events += len(batch)
             raise
-        return header + events, state, len(batch)
+        return header + segments, state, len(batch)
 
-    def append_encoded(self, data: bytes, state: tuple, events: int) -> None:
+    def append_encoded(self, segments: list[bytes], state: tuple, events: int) -> None:
         """Append what `encode_batch` made, as the very next write.
 
         If the write fails, the chain is rewound and any partial append cut
@@ -168,13 +169,13 @@ class RecordingWriter:
         the caller) rather than kept to grow without bound.
         """
         try:
-            self._append(data)
+            self._append(segments)
         except BaseException:
             self.chain.restore(state)
             self.dropped_events += events
             raise
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, segments: list[bytes]) -> None:
         # Owner-only: recordings hold (masked) production data. Unbuffered,
         # so a failed write leaves nothing behind to be flushed later, after
         # the chain has been rewound.
@@ -182,9 +183,10 @@ class RecordingWriter:
         try:
             size_before = os.fstat(fd).st_size
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                for segment in segments:
+                    view = memoryview(segment)
+                    while view:
+                        view = view[os.write(fd, view) :]
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, size_before)

@@ -35,13 +35,26 @@ def test_it_encodes_a_batch_of_events_as_it_encodes_each_line(session_id):
     expected = [one_by_one.encode_line(HEADER)]
     expected += [one_by_one.encode_line([round(t * 1e6) / 1e6, kind, data]) for t, kind, data in events]
 
-    lines = batched.encode_line(HEADER) + batched.encode_events(events)
+    lines = batched.encode_line(HEADER) + b"".join(batched.encode_events(events))
 
     assert lines == b"".join(expected)
     assert (batched.head, batched.line_count) == (one_by_one.head, one_by_one.line_count) == (one_by_one.head, 4)
     assert verify_lines(session_id, lines.splitlines(keepends=True)).ok
     with pytest.raises(ValueError, match="header"):
         ChainWriter(session_id).encode_events(events)
+
+
+def test_it_joins_a_big_batch_into_segments_of_about_a_mebibyte(session_id):
+    events = [(n / 10, "o", "x" * 100_000) for n in range(25)]
+    one_by_one, batched = ChainWriter(session_id), ChainWriter(session_id)
+    expected = [one_by_one.encode_line(HEADER), *(one_by_one.encode_line([t, k, d]) for t, k, d in events)]
+    batched.encode_line(HEADER)
+
+    segments = batched.encode_events(events)
+
+    # Whole lines; a segment ends with the line that takes it past 1 MiB.
+    assert [len(segment) // 100_000 for segment in segments] == [11, 11, 3]
+    assert expected[0] + b"".join(segments) == b"".join(expected)
 
 
 def test_it_round_trips_header_and_events(session_id):

@@ -143,9 +143,9 @@ def test_it_writes_files_off_the_loop_thread(tmp_path):
     seen_threads = set()
 
     class ObservedWriter(RecordingWriter):
-        def append_encoded(self, data, state, events):
+        def append_encoded(self, segments, state, events):
             seen_threads.add(threading.get_ident())
-            super().append_encoded(data, state, events)
+            super().append_encoded(segments, state, events)
 
     async def scenario():
         flusher = RecordingFlusher(60)
@@ -185,6 +185,27 @@ def test_it_lets_the_loop_run_between_two_writers_batches(tmp_path):
 
     assert seen == [False, True]
     assert all(verify_file(writer.session_id, writer.path).ok for writer in writers)
+
+
+def test_it_encodes_a_big_batch_without_holding_it_twice(tmp_path):
+    """A burst of terminal output (NULs, six bytes each as JSON) is encoded at about its own size, not twice it."""
+    import tracemalloc
+
+    writer = make_writer(tmp_path)
+    writer.write_header()
+    for _ in range(100):
+        writer.event("o", "\x00" * 32768)
+    batch = writer.take_pending()
+    tracemalloc.start()
+    try:
+        segments, _state, _count = writer.encode_batch(batch)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    encoded = sum(len(segment) for segment in segments)
+
+    assert encoded > 19_000_000
+    assert peak < 1.3 * encoded
 
 
 def test_it_keeps_flushing_other_recordings_when_one_fails(tmp_path, caplog):
