@@ -169,6 +169,18 @@ def test_a_client_gone_mid_stream_closes_the_hosts_end_and_seals_the_session(
     assert access.run("true").returncode == 0  # and the gateway serves the next client
 
 
+def test_remote_forwarding_to_a_dead_host_fails_cleanly(ssh_access: SshAccess) -> None:
+    options = ("--allow-remote-forwarding", "127.0.0.1:*")
+    access = add_ssh_connection(ssh_access, unique_name("reverse-dead"), *options, port=free_port())
+    before = last_session_id(access.gateway)
+    tunnel, port = start_remote_forward(access, "127.0.0.1:0:127.0.0.1:9")
+    assert tunnel.wait(30) == 255 and port == 0
+    recording = new_recording(access.gateway, before)
+    assert "unreachable" in recording.data("upstream_failed")[0]["reason"]
+    assert recording.data("listen") == []
+    assert ssh_access.run("true").returncode == 0  # the gateway serves the others
+
+
 def test_remote_forwarding_is_refused_on_an_address_the_connection_does_not_list(ssh_access: SshAccess) -> None:
     access = add_ssh_connection(ssh_access, unique_name("reverse-one"), "--allow-remote-forwarding", "127.0.0.1:1")
     before = last_session_id(access.gateway)

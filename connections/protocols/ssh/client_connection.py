@@ -230,8 +230,8 @@ class ClientConnection(asyncssh.SSHServer):
             listener = await connection.create_server(forward_to_client, listen_host, listen_port, encoding=None)
         except UpstreamRefused:
             return False
-        except asyncssh.ChannelListenError as exc:
-            self.record("listen_failed", {**event, "reason": str(exc)})
+        except (asyncssh.ChannelListenError, asyncssh.Error, OSError) as exc:  # refused, or the host went away
+            self.record("listen_failed", {**event, "reason": str(exc) or type(exc).__name__})
             return False
         self.record("listen", {**event, "port": listener.get_port()})
         return listener

@@ -58,6 +58,8 @@ class Forward:
         except asyncssh.ChannelOpenError:
             self.owner.record("forward_failed", self.event)
             raise
+        except (asyncssh.Error, OSError):  # the client is gone: refuse the host's channel, keep its connection
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "Gatehouse: the client is gone") from None
         self.owner.record("forward", {**self.event, "from": f"{orig_host}:{orig_port}"})
         return self.host_end
 
