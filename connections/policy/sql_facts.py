@@ -127,7 +127,7 @@ def classify_shared(sql: str) -> tuple[tuple[StatementFacts, ...], tuple[str, ..
     _check_input(sql)
     if len(sql) > _KEYED_MAX_CHARS:
         return _classify_large(sql)
-    shape = _shape_key(sql)
+    shape = _cached_shape_key(sql)
     if shape is not None:
         entry = _SHAPES.get(shape)
         if entry is not None and (texts := _texts_like(entry, sql)) is not None:
@@ -153,6 +153,7 @@ def clear_caches() -> None:
     """Forget every cached classification (tests and benchmarks measure cold paths with it)."""
     _EXACT.clear()
     _SHAPES.clear()
+    _FOLDED.clear()
     _NORMALIZED.clear()
     _LARGE.clear()
 
@@ -171,6 +172,7 @@ _EXACT: dict[str, _Entry] = {}
 _SHAPES: dict[str, _Entry] = {}
 _NORMALIZED: dict[str, _Entry] = {}
 _LARGE: dict[str, _Entry] = {}  # a few big statements (bulk INSERTs of one batch size), by normalized text
+_FOLDED: dict[bytes, str] = {}  # text with its digits folded to "0" -> its shape key (see _cached_shape_key)
 
 
 def _put(cache: dict, key: str, entry: _Entry) -> None:
@@ -248,6 +250,28 @@ def _shape_key(sql: str) -> str | None:
         return None
     if '"' in key and '"' in _QUOTED_IDENTIFIER.sub("", key):
         return None
+    return key
+
+
+# Texts that differ only in their digits have the same shape key when every digit lies in a
+# literal: each step of _shape_key sees digits only as digits, never their values. So a text's
+# key is cached under the text with its digits folded to "0", if the key holds no digit (a digit
+# left in the key is part of a name, such as t1, and t1 and t2 are not one shape). A hot
+# statement with a new number each time (pgbench -S) then costs a translate and a lookup.
+# (classify_shared has refused text that is not UTF-8 before it gets here.)
+_FOLD_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT = re.compile("[0-9]")
+
+
+def _cached_shape_key(sql: str) -> str | None:
+    folded = sql.encode().translate(_FOLD_DIGITS)  # on bytes: ten times faster than str.translate
+    key = _FOLDED.get(folded)
+    if key is None:
+        key = _shape_key(sql)
+        if key is not None and _DIGIT.search(key) is None:
+            if len(_FOLDED) >= _CACHE_MAX_ENTRIES:
+                _FOLDED.clear()
+            _FOLDED[folded] = key
     return key
 
 

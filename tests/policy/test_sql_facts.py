@@ -483,6 +483,17 @@ def test_it_never_shares_a_cache_key_between_statements_with_different_facts() -
         assert len(parsed) <= 1, texts
 
 
+def test_it_gives_a_text_the_shape_key_of_its_own_even_when_a_digit_variant_was_cached() -> None:
+    # The digit-folded cache (texts that differ only in digits share an entry) against _shape_key
+    # itself: the mutations put each text right before a copy with other digits, so hits happen.
+    sql_facts.clear_caches()
+    texts = _mutations(seed=20261127, count=1500) + ["SELECT * FROM t1 WHERE a = 1", "SELECT * FROM t2 WHERE a = 1"]
+    for text in texts:
+        assert sql_facts._cached_shape_key(text) == sql_facts._shape_key(text), text
+    assert sql_facts._FOLDED, "the mutations should fill the cache"
+    assert sql_facts._shape_key("SELECT * FROM t1 WHERE a = 1") != sql_facts._shape_key("SELECT * FROM t2 WHERE a = 1")
+
+
 def test_it_keeps_its_caches_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql_facts, "_CACHE_MAX_ENTRIES", 50)
     sql_facts.clear_caches()
