@@ -63,15 +63,16 @@ async def connect_upstream(
             encryption_algs=UPSTREAM_CIPHERS,
         )
     except asyncssh.HostKeyNotVerifiable:
+        expected = pinned.get_fingerprint("sha256")
         logger.error(
             "upstream %s (%s:%s) presented a host key other than the pinned %s; refusing it",
             target.name,
             target.host,
             target.port,
-            pinned.get_fingerprint("sha256"),
+            expected,
         )
         raise UpstreamRefused(
-            f"the host key of {target.name!r} does not match the pinned key {pinned.get_fingerprint('sha256')}; "
+            f"the host key of {target.name!r} does not match the pinned key {expected}; "
             "refusing to connect (an admin must check the host and run `connections trust-host` again)"
         ) from None
     except asyncssh.PermissionDenied:
