@@ -16,6 +16,7 @@ exactly what is on disk.
 """
 
 import base64
+import binascii
 import hashlib
 import json
 import uuid
@@ -48,6 +49,7 @@ _HEADER_SUFFIX_START = ',"chain":"'
 _EVENT_SUFFIX_START = ',"'
 _HEADER_SUFFIX_START_BYTES = _HEADER_SUFFIX_START.encode()
 _EVENT_SUFFIX_START_BYTES = _EVENT_SUFFIX_START.encode()
+_EVENT_LINE = b"%s" + _EVENT_SUFFIX_START_BYTES + b'%s"]\n'  # an event array without its "]", and its link
 # Length of what follows the body's closing bracket in a stored line.
 _HEADER_SUFFIX_LENGTH = len(_HEADER_SUFFIX_START) + LINK_HEX_LENGTH + 2
 _EVENT_SUFFIX_LENGTH = len(_EVENT_SUFFIX_START) + LINK_HEX_LENGTH + 2
@@ -131,16 +133,16 @@ class ChainWriter:
         """
         if self.line_count == 0:
             raise ValueError("the first line must be the header")
-        link, sha256, segments, parts, size, count = self._link, hashlib.sha256, [], [], 0, 0
+        link, sha256, hexlify, segments, parts, size, count = self._link, hashlib.sha256, binascii.hexlify, [], [], 0, 0
         for t, kind, data in events:
             # round(x * 1e6) / 1e6, not round(x, 6): same value, without a trip through decimal text.
-            event = [round(t * 1e6) / 1e6, kind, data]
+            event = (round(t * 1e6) / 1e6, kind, data)
             try:
                 body = orjson.dumps(event, default=_json_fallback)
             except orjson.JSONEncodeError:
-                body = _serialize(event)  # what orjson refuses, the stdlib writes (see _serialize)
+                body = _serialize(list(event))  # what orjson refuses, the stdlib writes (see _serialize)
             link = sha256(link + body).digest()
-            parts += (body[:-1], _EVENT_SUFFIX_START_BYTES, link.hex().encode(), b'"]\n')
+            parts.append(_EVENT_LINE % (body[:-1], hexlify(link)))
             size += len(body)
             count += 1
             if size >= SEGMENT_BYTES:

@@ -330,8 +330,10 @@ def _framed(value: "bytes | None | _Unchanged") -> bytes | None:
 PLAN_CACHE_SIZE = 256
 
 
-# A string or dollar-quoted literal, or a number long enough to be a card, phone or SSN.
-_SECRET_LITERAL = re.compile(r"['$]|[0-9][0-9 ()+-]{6}")
+# A string or dollar-quoted literal, or a number long enough to be a card, phone or SSN: the same matches as
+# "['$]|[0-9][0-9 ()+-]{6}", written to start with one character class, which re scans for at C speed
+# (0.34 us on a pgbench statement instead of 0.73).
+_SECRET_LITERAL = re.compile(r"[$'0-9](?:(?<=[$'])|[0-9 ()+-]{6})")
 
 
 class Masker:

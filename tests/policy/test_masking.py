@@ -7,6 +7,8 @@ client runs, so "the client can still decode it" is tested, not assumed.
 import csv
 import io
 import json
+import random
+import re
 import struct
 
 import pytest
@@ -14,6 +16,7 @@ from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
 from connections.policy.masking import (
+    _SECRET_LITERAL,
     FULL_MASK,
     Masker,
     RowMasker,
@@ -525,6 +528,14 @@ def test_it_masks_secrets_in_statement_literals(statement: str) -> None:
     masked = masker().mask_statement(statement)
     assert "canary.alice@example.com" not in masked and "4111111111111111" not in masked
     assert masked.startswith("SELECT ")
+
+
+def test_the_literal_prefilter_finds_what_its_plain_form_finds() -> None:
+    plain = re.compile(r"['$]|[0-9][0-9 ()+-]{6}")
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice("a'$0123 ()+-x9") for _ in range(rng.randint(0, 14)))
+        assert (plain.search(text) is None) == (_SECRET_LITERAL.search(text) is None), text
 
 
 def test_it_skips_statements_without_a_literal_that_could_hold_a_secret() -> None:

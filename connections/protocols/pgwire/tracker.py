@@ -233,6 +233,7 @@ class StatementTracker:
         """Apply `policy` from the next message on (a live session's policy was changed)."""
         self.policy = policy
         self.masker = policy.masker if policy is not None else None
+        self._last_plan = (None, None)  # (fields, row masker) of the last text-format result, under this masker
 
     # --- client → server -----------------------------------------------------
 
@@ -326,7 +327,8 @@ class StatementTracker:
             return None
 
     def _on_query(self, payload: bytes) -> None:
-        self.owed.append((Pending.QUERY, self._start(self._text_of(b"Q", payload), None)))
+        text = payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
+        self.owed.append((Pending.QUERY, self._start(text, None)))
 
     def _on_parse(self, payload: bytes) -> None:
         name, pos = read_cstring(payload, 0)
@@ -447,19 +449,21 @@ class StatementTracker:
 
     def _on_row_description(self, payload: bytes) -> bytes | None:
         described = self._describe(payload)
-        head = self._head()
-        if head and head[0] in DESCRIBERS:
+        if not self.owed:
+            return None
+        pending, item = self.owed[0]
+        if pending in RESULT_OWNERS:
+            item.describe(described)
+            item.formats = described.formats
+        elif pending in DESCRIBERS:
             self.owed.popleft()
-            if head[0] == Pending.OWN_DESCRIBE:
-                self._describe_sent_executes(b"P", head[1], described)
+            if pending == Pending.OWN_DESCRIBE:
+                self._describe_sent_executes(b"P", item, described)
                 return b""
-            kind, name = head[1]
+            kind, name = item
             target = self.statement_columns if kind == b"S" else self.portal_columns
             target[name] = described
             self._describe_sent_executes(kind, name, described)
-        elif (execution := self._current()) is not None:
-            execution.describe(described)
-            execution.formats = described.formats
         return None
 
     def _describe_sent_executes(self, kind: bytes, name: str, described: Described) -> None:
@@ -541,7 +545,13 @@ class StatementTracker:
         formats = execution.formats
         if formats:  # an Execute: the Bind's result formats, not the Describe's zeros
             fields = tuple(field._replace(format=format_for(formats, i)) for i, field in enumerate(fields))
-        return self.masker.for_columns(list(fields))
+            return self.masker.for_columns(list(fields))
+        # A hot statement's RowDescription is one cached object: plan it once, not per result.
+        last_fields, row_masker = self._last_plan
+        if fields is not last_fields:
+            row_masker = self.masker.for_columns(list(fields))
+            self._last_plan = (fields, row_masker)
+        return row_masker
 
     def _on_server_copy_data(self, payload: bytes) -> bytes | None:
         execution = self._current()
