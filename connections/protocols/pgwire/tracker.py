@@ -327,8 +327,7 @@ class StatementTracker:
             return None
 
     def _on_query(self, payload: bytes) -> None:
-        text = payload[:-1].decode("utf-8", "replace")  # one NUL-terminated string
-        self.owed.append((Pending.QUERY, self._start(text, None)))
+        self.owed.append((Pending.QUERY, self._start(self._text_of(b"Q", payload), None)))
 
     def _on_parse(self, payload: bytes) -> None:
         name, pos = read_cstring(payload, 0)
