@@ -177,3 +177,20 @@ def test_it_masks_secrets_in_the_recorded_command(ssh_access: SshAccess, tmp_pat
     assert result.returncode == 0
     text = new_recording(ssh_access.gateway, before).path.read_text()
     assert "AKIAIOSFODNN7EXAMPLE" not in text
+
+
+def test_an_eof_waits_behind_shell_input_held_for_review(
+    ssh_access: SshAccess, tmp_path: Path, ssh_reviewer: str
+) -> None:
+    access = guarded(ssh_access, tmp_path)
+    gateway = ssh_access.gateway
+    script = tmp_path / "script"
+    script.write_text("shutdown --help >/dev/null 2>&1; echo decided''now\necho after''wards\nexit\n")
+    # stdin from a file: ssh sends the whole script, then EOF, while the first line is still held.
+    with script.open("rb") as stdin:
+        client = subprocess.Popen(access.ssh(options=("-tt",)), stdin=stdin, stdout=subprocess.PIPE)
+    gateway.manage("reviews", "approve", pending_review(gateway, "hold-reboots"), "--as", ssh_reviewer, check=True)
+    output, _ = client.communicate(timeout=60)
+    assert b"decidednow" in output
+    assert b"afterwards" in output
+    assert client.returncode == 0

@@ -69,7 +69,7 @@ class SessionChannel(asyncssh.SSHServerSession):
         self.tap: TransferTap | None = None  # sftp, scp and rsync: file operations instead of terminal data
         self.pending: deque = deque()  # input held behind a decision
         self.early_input: list[bytes] = []
-        self.eof_pending = False
+        self.eof_pending = False  # the agent's EOF, waiting for the channel to open or held input to drain
         self.exit_status: int | None = None
         self.exit_signal: tuple | None = None
         self._start_task: asyncio.Task | None = None
@@ -134,8 +134,7 @@ class SessionChannel(asyncssh.SSHServerSession):
         for data in self.early_input:
             self.data_received(data, None)
         self.early_input.clear()
-        if self.eof_pending:
-            self.upstream.write_eof()
+        self._forward_eof_when_drained()
         self.chan.resume_reading()
 
     async def _judge_start(self):
@@ -240,6 +239,7 @@ class SessionChannel(asyncssh.SSHServerSession):
                 self.upstream.write(piece)
             else:
                 self.shell_guard.enter(piece)
+        self._forward_eof_when_drained()
         # Pause reading only on the change, so as not to undo a pause for flow control.
         if self.shell_guard.holding != self._paused_for_decision:
             self._paused_for_decision = self.shell_guard.holding
@@ -261,11 +261,18 @@ class SessionChannel(asyncssh.SSHServerSession):
         self.chan.write(data)
 
     def eof_received(self) -> bool:
-        if self.state is State.OPEN:
-            self.upstream.write_eof()
-        else:
-            self.eof_pending = True
+        self.eof_pending = True
+        self._forward_eof_when_drained()
         return True  # half-closed: the host may still answer
+
+    def _forward_eof_when_drained(self) -> None:
+        """Pass the agent's EOF on once the host has all input before it, held lines included."""
+        if not self.eof_pending or self.state is not State.OPEN or self.pending:
+            return
+        if self.shell_guard is not None and self.shell_guard.holding:
+            return
+        self.eof_pending = False
+        self.upstream.write_eof()
 
     def signal_received(self, signal: str) -> None:
         self.owner.record("signal", {"ch": self.number, "signal": signal})
