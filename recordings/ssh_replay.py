@@ -192,6 +192,14 @@ def _listen_failed(data: dict) -> EventSummary:
     return EventSummary("forward", text, "danger")
 
 
+REFUSABLE_REQUESTS = {"agent": "agent forwarding (ssh -A)", "x11": "X11 forwarding (ssh -X)"}
+
+
+def _request_refused(data: dict) -> EventSummary:
+    request = REFUSABLE_REQUESTS.get(data.get("request"), str(data.get("request", "?")))
+    return EventSummary("refused", f"{request} asked for and refused: not allowed on this connection", "danger")
+
+
 def _agent(data: dict) -> EventSummary:
     return EventSummary("agent", "the host used the client's forwarded SSH agent", "warn")
 
@@ -243,6 +251,7 @@ SSH_SUMMARIES: dict[str, Callable[[dict], EventSummary]] = {
     "listen": _listen,
     "listen_failed": _listen_failed,
     "agent": _agent,
+    "request_refused": _request_refused,
     "upstream": _upstream,
     "upstream_failed": _upstream_failed,
     "error": _error,

@@ -238,6 +238,7 @@ def test_agent_forwarding_is_refused_unless_the_connection_allows_it(ssh_access:
     recording = new_recording(ssh_access.gateway, before)
     (channel,) = recording.data("channel")
     assert "agent" not in channel and recording.data("agent") == []
+    assert recording.data("request_refused") == [{"request": "agent"}]  # an auditor sees that it asked
 
 
 def test_the_host_uses_the_forwarded_agent_on_a_connection_that_allows_it(
@@ -252,6 +253,7 @@ def test_the_host_uses_the_forwarded_agent_on_a_connection_that_allows_it(
     (channel,) = recording.data("channel")
     assert channel["agent"] is True
     assert recording.data("agent") == [{"use": 1}]
+    assert recording.data("request_refused") == []
 
 
 def test_an_agent_not_forwarded_by_the_client_stays_out_of_reach(ssh_access: SshAccess, ssh_agent: Agent) -> None:
@@ -355,6 +357,7 @@ def test_x11_forwarding_is_refused_unless_the_connection_allows_it(
     recording = new_recording(ssh_access.gateway, before)
     (channel,) = recording.data("channel")
     assert "x11" not in channel
+    assert recording.data("request_refused") == [{"request": "x11", "ch": 1}]
 
 
 def test_a_program_on_the_host_reaches_the_clients_display_on_a_connection_that_allows_x11(
@@ -370,3 +373,4 @@ def test_a_program_on_the_host_reaches_the_clients_display_on_a_connection_that_
     recording = new_recording(access.gateway, before)
     (channel,) = recording.data("channel")
     assert channel["x11"] is True
+    assert recording.data("request_refused") == []

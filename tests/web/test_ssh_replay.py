@@ -53,6 +53,7 @@ def exec_session() -> list[tuple[str, object]]:
         ("forward", {"ch": 3, "host": "127.0.0.1", "port": 5432}),
         ("forward_closed", {"ch": 3, "host": "127.0.0.1", "port": 5432, "bytes_up": 8, "bytes_down": 14}),
         ("forward_refused", {"host": "10.0.0.9", "port": 25}),
+        ("request_refused", {"request": "agent"}),
         ("channel", {"ch": 4, "type": "exec", "command": "rm -rf /srv"}),
         ("command", {"ch": 4, "text": "rm -rf /srv", "source": "exec"}),
         ("policy", {"ch": 4, "action": "deny", "rule": "no-rm", "message": "recursive deletes are not allowed"}),
@@ -127,6 +128,7 @@ def test_it_reads_the_non_terminal_events_as_one_line_rows(record_session):
         (3, "forward", "forward 127.0.0.1:5432 opened"),
         (3, "forward", "forward 127.0.0.1:5432 ↑8 B ↓14 B"),
         (None, "forward", "forward 10.0.0.9:25 refused"),
+        (None, "refused", "agent forwarding (ssh -A) asked for and refused: not allowed on this connection"),
         (4, "exec", "exec: rm -rf /srv"),
         (4, "policy", "policy deny no-rm: recursive deletes are not allowed"),
         (4, "exit", "exit 126"),
@@ -387,17 +389,19 @@ def test_it_describes_ssh_events_in_live_watch():
         (9, 0.9, "i:2", "ls\r"),
         (10, 1.0, "r:2", "100x30"),
         (11, 1.1, "exit", {"ch": 2, "signal": "KILL", "core_dumped": True, "reason": "host dropped"}),
+        (12, 1.2, "request_refused", {"request": "x11", "ch": 2}),
     ]
 
     html = live_rows(events)
 
-    assert html.count('<tr id="event-') == 10 and "100x30" not in html
+    assert html.count('<tr id="event-') == 11 and "100x30" not in html
     for text in (
         "#1 exec: uname -a",
         "#1 exit 0",
         f"#2 write /srv/a.tar 12 B sha256 {SHA[:16]}…",
         "#3 forward 127.0.0.1:5432 ↑8 B ↓14 B",
         "remote forward (ssh -R) 0.0.0.0:8080 refused",
+        "#2 X11 forwarding (ssh -X) asked for and refused: not allowed on this connection",
         "terminal recording stopped at 64 MiB",
         "upstream failed: connection refused",
         "output #2",

@@ -9,7 +9,7 @@ longer than it must. Every channel (shell, exec, sftp, forwarded streams)
 rides on that one upstream connection, and each closes on its own.
 
 Agent forwarding, X11 forwarding and remote forwarding (`ssh -R`) are refused
-unless the connection allows them.
+unless the connection allows them; the recording says what was asked for and refused.
 """
 
 import asyncio
@@ -143,8 +143,29 @@ class ClientConnection(asyncssh.SSHServer):
         the listener allows them (SshGateway.serve) and each connection switches off what it must
         not have. They are read when the client asks, which can only be after authentication.
         """
-        self.conn._agent_forwarding = self.target.agent_forwarding
-        self.conn._x11_forwarding = self.target.x11_forwarding
+        conn, target = self.conn, self.target
+        conn._agent_forwarding = target.agent_forwarding
+        conn._x11_forwarding = target.x11_forwarding
+        # asyncssh refuses what is off without telling the server; these stand-ins record the refusal first.
+        if not target.agent_forwarding:
+            conn.create_agent_listener = self._refuse_agent_forwarding
+        if not target.x11_forwarding:
+            conn.attach_x11_listener = self._refuse_x11_forwarding
+
+    async def _refuse_agent_forwarding(self) -> bool:
+        """asyncssh's create_agent_listener on a connection without agent forwarding."""
+        await self.recording_opened()
+        self.record("request_refused", {"request": "agent"})
+        return False
+
+    async def _refuse_x11_forwarding(self, chan: asyncssh.SSHServerChannel, *_x11_request) -> None:
+        """asyncssh's attach_x11_listener on a connection without X11 forwarding: no display."""
+        await self.recording_opened()
+        event = {"request": "x11"}
+        for channel in self.open_channels:
+            if channel.chan is chan:
+                event["ch"] = channel.number
+        self.record("request_refused", event)
 
     async def _open_recording(self) -> None:
         client_version = self.conn.get_extra_info("client_version") or ""
