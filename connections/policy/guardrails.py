@@ -229,15 +229,16 @@ class SqlGuardrails:
         self._plans: dict[int, _Plan] = {}
         self._verdicts: dict[str, Verdict] = {}
 
-    def check(self, sql: str) -> Verdict:
+    def check(self, sql: str, session: "SessionGuardrails | None" = None) -> Verdict:
         """The strictest verdict over every statement of `sql`, with the first statement that earned it.
 
-        EXECUTE is judged as a bare EXECUTE here; SessionGuardrails resolves it.
+        EXECUTE is judged as a bare EXECUTE without a `session`, which resolves it otherwise. Only
+        verdicts that no session could change are cached: those of strings without PREPARE or EXECUTE.
         """
         verdict = self._verdicts.get(sql)
         if verdict is not None:
             return verdict
-        verdict, stateful = self.judge(sql, None)
+        verdict, stateful = self.judge(sql, session)
         if not stateful and len(sql) <= _VERDICT_CACHE_MAX_CHARS:
             if len(self._verdicts) >= _CACHE_MAX_ENTRIES:
                 self._verdicts.clear()
@@ -248,10 +249,6 @@ class SqlGuardrails:
         """Forget cached plans and verdicts (benchmarks measure the cold path with it)."""
         self._plans.clear()
         self._verdicts.clear()
-
-    def cached_verdict(self, sql: str) -> Verdict | None:
-        """The cached verdict of a query string that involves no prepared statement, if any."""
-        return self._verdicts.get(sql)
 
     def judge(self, sql: str, session: "SessionGuardrails | None") -> tuple[Verdict, bool]:
         """(verdict, whether a statement prepares or executes a prepared statement)."""
@@ -349,10 +346,7 @@ class SessionGuardrails:
 
     def check(self, sql: str) -> Verdict:
         """Like SqlGuardrails.check, with PREPARE remembered and EXECUTE resolved."""
-        verdict = self.guardrails.cached_verdict(sql)
-        if verdict is not None:
-            return verdict
-        return self.guardrails.judge(sql, self)[0]
+        return self.guardrails.check(sql, self)
 
     def check_parse(self, name: str, sql: str) -> Verdict:
         """Judge an extended-protocol Parse message and remember its statement under `name`."""

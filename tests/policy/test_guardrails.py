@@ -258,6 +258,18 @@ def test_execute_is_judged_by_what_it_runs() -> None:
     assert review_deletes().check("EXECUTE p(1)").action == "allow"  # no session, no memory
 
 
+def test_sessions_share_the_verdicts_of_plain_strings_but_never_of_execute() -> None:
+    guardrails = review_deletes()
+    first, second = SessionGuardrails(guardrails), SessionGuardrails(guardrails)
+    verdict = first.check("DELETE FROM t WHERE id = 7")
+    assert second.check("DELETE FROM t WHERE id = 7") is verdict  # judged once, in either session
+    assert second.check_parse("s1", "DELETE FROM t WHERE id = 7") is verdict
+    assert first.check("EXECUTE p(1)").action == "allow"  # a bare EXECUTE in this session...
+    second.check("PREPARE p(int) AS DELETE FROM t WHERE id = $1")
+    assert second.check("EXECUTE p(1)").action == "review"  # ...is not what this one's EXECUTE runs
+    assert second.check("EXECUTE s1").action == "review"  # and a cached Parse is still remembered
+
+
 def test_a_name_that_may_hold_several_bodies_is_judged_by_the_strictest() -> None:
     session = SessionGuardrails(review_deletes())
     session.check("PREPARE p AS SELECT 1")
