@@ -194,3 +194,74 @@ def test_an_eof_waits_behind_shell_input_held_for_review(
     assert b"decidednow" in output
     assert b"afterwards" in output
     assert client.returncode == 0
+
+
+NO_FILE_TRANSFER = """
+policies:
+  - name: {name}
+    connections: [{connection}]
+    default: allow
+    guardrails:
+      - name: no-file-transfer
+        match: {{programs: [sftp, scp, rsync]}}
+        action: deny
+"""
+ALLOW_LIST = """
+policies:
+  - name: {name}
+    connections: [{connection}]
+    default: deny
+    guardrails:
+      - name: read-only-tools
+        match: {{programs: [ls, cat]}}
+        action: allow
+"""
+
+
+def sftp_put(access: SshAccess, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """`sftp -b` uploading a file into tmp_path/remote; the result, and where the file would land."""
+    source, target = tmp_path / "upload", tmp_path / "remote" / "upload"
+    source.write_text("payload")
+    target.parent.mkdir(exist_ok=True)
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {source} {target}\n")
+    command = ["sftp", *access.scp_options(), "-b", str(batch), access.destination]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60), target
+
+
+def test_an_sftp_session_is_judged_like_a_command(ssh_access: SshAccess, tmp_path: Path) -> None:
+    access = add_ssh_connection(ssh_access, unique_name("no-sftp"))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(NO_FILE_TRANSFER.format(name=unique_name("no-transfer"), connection=access.connection))
+    ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
+    before = last_session_id(ssh_access.gateway)
+    result, target = sftp_put(access, tmp_path)
+    assert result.returncode != 0
+    assert 'rule "no-file-transfer"' in result.stderr
+    assert not target.exists()
+    recording = new_recording(ssh_access.gateway, before)
+    assert recording.data("command") == [{"ch": 1, "text": "sftp", "source": "subsystem"}]
+    assert [event["action"] for event in recording.data("policy")] == ["deny"]
+    assert recording.data("file") == []
+
+
+def test_an_allow_list_policy_denies_sftp_unless_it_allows_it(ssh_access: SshAccess, tmp_path: Path) -> None:
+    """sftp is no way around `default: deny`; the rules that guard commands allow it, or not."""
+    access = add_ssh_connection(ssh_access, unique_name("allow-list"))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(ALLOW_LIST.format(name=unique_name("allow-list"), connection=access.connection))
+    ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
+    result, target = sftp_put(access, tmp_path)
+    assert result.returncode != 0 and 'rule "default"' in result.stderr
+    assert not target.exists()
+    assert access.run("ls /").returncode == 0  # the allowed tools still run
+
+
+def test_sftp_runs_where_no_rule_stops_it(ssh_access: SshAccess, tmp_path: Path) -> None:
+    access = guarded(ssh_access, tmp_path)
+    before = last_session_id(ssh_access.gateway)
+    result, target = sftp_put(access, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == "payload"
+    recording = new_recording(ssh_access.gateway, before)
+    assert [(event["action"], event["rule"]) for event in recording.data("policy")] == [("allow", "default")]

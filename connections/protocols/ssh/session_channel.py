@@ -10,8 +10,9 @@ the writer instead of growing memory.
 States: REQUESTED (pty, env, shell/exec/subsystem being asked for) →
 STARTING (the command judged, held for review, the upstream channel being
 opened; the agent's input waits, reading paused) → OPEN → CLOSED. An exec
-that the policy denies never reaches the host: the agent gets the reason on
-stderr and exit status 126, as a shell gives for a command it may not run.
+(or an sftp session, judged as the program `sftp`) that the policy denies
+never reaches the host: the agent gets the reason on stderr and exit status
+126, as a shell gives for a command it may not run.
 """
 
 import asyncio
@@ -138,9 +139,14 @@ class SessionChannel(asyncssh.SSHServerSession):
         self.chan.resume_reading()
 
     async def _judge_start(self):
-        """An exec's command; or, for a shell without a terminal, the fact that it will read commands unseen."""
+        """An exec's command; an sftp session, as the program `sftp`; or, for a shell without a terminal,
+        the fact that it will read commands unseen."""
         if self.kind == "exec":
             return await self.owner.judge(self.command, self.number, "exec")
+        if self.kind == "subsystem" and self.owner.judges_commands:
+            # Judged like a command, so that a policy's default and its `programs: [sftp]` rules
+            # govern file transfer too: sftp must not be a way around them (scp and rsync run as execs).
+            return await self.owner.judge(self.subsystem, self.number, "subsystem")
         if self.kind == "shell" and self.pty is None and self.owner.judges_commands:
             # `ssh host < script`: the shell reads its commands from input with no line editing to follow.
             return await self.owner.judge_blind_shell(self.number)
@@ -195,7 +201,7 @@ class SessionChannel(asyncssh.SSHServerSession):
             self._close_with_message(message, UPSTREAM_FAILED_EXIT_STATUS)
 
     def _refuse(self, message: str) -> None:
-        """A denied exec: the reason on stderr, exit status 126, and the host never sees it."""
+        """A denied exec or sftp session: the reason on stderr, exit status 126, and the host never sees it."""
         self._close_with_message(message, DENIED_EXIT_STATUS)
 
     def _fail(self, message: str) -> None:
