@@ -110,14 +110,39 @@ def machine_lines(versions: list[str] | None = None) -> list[str]:
         versions = [tool_version(["pgbench", "--version"]), tool_version(["pgbouncer", "--version"])]
     return [
         f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
-        f"software: Python {platform.python_version()}, {', '.join(versions)}",
+        f"software: {interpreter()}, {', '.join(versions)}",
         f"load average before the run: {load_average()} (other work on the machine skews every figure)",
     ]
+
+
+def interpreter() -> str:
+    """Python's version and executable, and whether libpython is a shared library.
+
+    The gateway's hot path is pure Python, so the interpreter's build shows in every ratio: a
+    build with a shared libpython and no PGO (pyenv's default) runs it about 20% slower than an
+    optimized one such as Debian's /usr/bin/python3.11 (see the README).
+    """
+    maps = Path("/proc/self/maps").read_text()
+    libpython = "shared libpython" if "libpython" in maps else "libpython in the executable"
+    return f"Python {platform.python_version()} ({sys.executable} -> {os.path.realpath(sys.executable)}, {libpython})"
 
 
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])  # user nice system idle iowait irq softirq steal
+
+
+def steal_line(before: tuple[int, int]) -> str:
+    """The share of CPU time the hypervisor gave to other guests since `before` (a cpu_ticks())."""
+    steal, total = (now - then for now, then in zip(cpu_ticks(), before, strict=True))
+    share = 100 * steal / total if total else 0.0
+    return f"CPU steal during the measurements: {share:.1f}% (above a few per cent, figures are not comparable)"
 
 
 def tool_version(command: list[str]) -> str:
@@ -643,7 +668,9 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
     print("\n".join(header), flush=True)
     with benchmark_setup(log) as setup:
         byte_count = result_bytes(setup.targets["direct"], options.rows)
+        ticks = cpu_ticks()
         results = measure(setup, options, log)
+        steal = steal_line(ticks)
         connect_title = f"pgbench -S -C (new connection per transaction, -c {CLIENTS} -j {THREADS}), TPS"
         stream_title = (
             f"{options.rows:,}-row result streamed to psql -A -t -o /dev/null ({byte_count / 1e6:.1f} MB of row text)"
@@ -668,6 +695,7 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
             *policy_engine_lines(),
             "",
             *report_errors(results, setup.gateway),
+            steal,
             f"load average after the run: {load_average()}",
         ]
 

@@ -48,10 +48,12 @@ from pg_bench import (  # noqa: E402 (bench/ is the script's own folder)
     BenchError,
     RssSampler,
     bench_gateway,
+    cpu_ticks,
     gateway_problems,
     load_average,
     machine_lines,
     run_and_report,
+    steal_line,
     tool_version,
     tree_cpu_seconds,
 )
@@ -549,12 +551,14 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
     print("\n".join(header), flush=True)
     results = Results()
     with benchmark_setup(log) as setup:
+        ticks = cpu_ticks()
         results.ciphers = {target: check_target(setup, target) for target in TARGETS}
         results.concurrent = measure_concurrent(setup, options.concurrent, min(options.rounds, 2), log)
         results.echo = measure_echo(setup, options.echo_count, log)
         results.bulk = measure_bulk(setup, options.bulk_mb, options.rounds, log)
         peak_kb = proc_status_kb(setup.gateway_pid, "VmHWM")
         problems = report_problems(results, setup.gateway, options.bulk_mb * MIB)
+        steal = steal_line(ticks)
     return [
         "",
         "=== Gatehouse SSH benchmark ===",
@@ -569,6 +573,7 @@ def run_benchmark(options: argparse.Namespace, log: Callable[[str], None]) -> li
         "",
         f"gateway peak RSS over the whole run (VmHWM): {peak_kb / 1024:.1f} MB",
         *problems,
+        steal,
         f"load average after the run: {load_average()}",
     ]
 
