@@ -47,9 +47,9 @@ _MISMATCH_REASON = "chain link mismatch: this line was edited, or a line before 
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _HEADER_SUFFIX_START = ',"chain":"'
 _EVENT_SUFFIX_START = ',"'
-_HEADER_SUFFIX_START_BYTES = _HEADER_SUFFIX_START.encode()
-_EVENT_SUFFIX_START_BYTES = _EVENT_SUFFIX_START.encode()
-_EVENT_LINE = b"%s" + _EVENT_SUFFIX_START_BYTES + b'%s"]\n'  # an event array without its "]", and its link
+# A stored line from its body without the closing bracket, and its link in hex.
+_HEADER_LINE = b"%s" + _HEADER_SUFFIX_START.encode() + b'%s"}\n'
+_EVENT_LINE = b"%s" + _EVENT_SUFFIX_START.encode() + b'%s"]\n'
 # Length of what follows the body's closing bracket in a stored line.
 _HEADER_SUFFIX_LENGTH = len(_HEADER_SUFFIX_START) + LINK_HEX_LENGTH + 2
 _EVENT_SUFFIX_LENGTH = len(_EVENT_SUFFIX_START) + LINK_HEX_LENGTH + 2
@@ -120,8 +120,7 @@ class ChainWriter:
         link = hashlib.sha256(self._link + body).digest()
         self._link = link
         self.line_count += 1
-        start = _HEADER_SUFFIX_START_BYTES if expect_header else _EVENT_SUFFIX_START_BYTES
-        return b"".join((body[:-1], start, link.hex().encode(), b'"', body[-1:], b"\n"))
+        return (_HEADER_LINE if expect_header else _EVENT_LINE) % (body[:-1], binascii.hexlify(link))
 
     def encode_events(self, events: Iterable[tuple[float, str, object]]) -> list[bytes]:
         """The stored lines of `(t, kind, data)` events, after the header, in segments; advances the chain.

@@ -139,8 +139,8 @@ class SessionChannel(asyncssh.SSHServerSession):
         self.chan.resume_reading()
 
     async def _judge_start(self):
-        """An exec's command; an sftp session, as the program `sftp`; or, for a shell without a terminal,
-        the fact that it will read commands unseen."""
+        """The verdict that lets the channel open, or None: on an exec's command, an sftp session
+        (as the program `sftp`), or a shell without a terminal (it will read commands unseen)."""
         if self.kind == "exec":
             return await self.owner.judge(self.command, self.number, "exec")
         if self.kind == "subsystem" and self.owner.judges_commands:
