@@ -233,6 +233,7 @@ class RecordingFlusher:
         # the next tick starts.
         self._write_lock = threading.Lock()
         self._task: asyncio.Task | None = None
+        self._tick: asyncio.Future | None = None  # the timer's latest flush
 
     def register(self, writer: RecordingWriter) -> None:
         """Start flushing `writer` (call on the loop thread)."""
@@ -253,21 +254,30 @@ class RecordingFlusher:
         return self._task
 
     async def run(self) -> None:
-        """Flush every `interval` seconds until cancelled."""
+        """Flush every `interval` seconds until cancelled; a flush under way then still runs to its end."""
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.flush_once()
-            except Exception:
-                logger.exception("Recording flush failed; retrying on the next tick")
+            # Shielded: a flush cut off between encoding a closed writer's batch and writing it would
+            # let the next one seal the session over lines that are not on disk yet (or never, if the
+            # process exits first).
+            self._tick = asyncio.ensure_future(self._logged_flush())
+            await asyncio.shield(self._tick)
+
+    async def _logged_flush(self) -> None:
+        try:
+            await self.flush_once()
+        except Exception:
+            logger.exception("Recording flush failed; retrying on the next tick")
 
     async def stop(self) -> None:
-        """Stop the timer loop, then write out everything pending."""
+        """Stop the timer loop, let a flush under way finish, then write out everything pending."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._tick is not None:
+            await self._tick
         await self.drain()
 
     async def drain(self) -> None:

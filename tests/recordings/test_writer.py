@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -279,6 +280,39 @@ def test_it_flushes_on_its_timer_and_drains_on_stop(tmp_path):
     assert [event[2] for event in events_in(first.path)] == ["timer", {"status": "ended"}]
     assert [event[2] for event in events_in(second.path)] == ["at stop"]
     assert not second.finished  # still open: stop() writes it out but does not end it
+
+
+def test_stop_lets_a_flush_under_way_write_before_it_seals(tmp_path):
+    """stop() cancels the timer while a flush's thread may still be writing: the seal must wait for the write."""
+    writing = threading.Event()
+
+    class SlowDiskFlusher(RecordingFlusher):
+        def _write_all(self, work):
+            writing.set()
+            time.sleep(0.3)  # a slow disk: the cancel lands while the batch is being written
+            super()._write_all(work)
+
+    async def scenario():
+        sealed = []
+
+        async def on_finished(writer):
+            sealed.append((writer.line_count, verify_file(writer.session_id, writer.path)))
+
+        flusher = SlowDiskFlusher(0.01, on_finished)
+        writer = make_writer(tmp_path)
+        flusher.register(writer)
+        writer.event("o", "last words")
+        writer.close()
+        flusher.start()
+        assert await asyncio.to_thread(writing.wait, 30)
+        await flusher.stop()
+        return writer, sealed
+
+    writer, sealed = asyncio.run(scenario())
+
+    ((line_count, verified),) = sealed  # sealed once, after the write
+    assert verified.ok and verified.line_count == line_count == 3
+    assert [event[2] for event in events_in(writer.path)] == ["last words", {"status": "ended"}]
 
 
 def test_it_refuses_a_zero_interval():
