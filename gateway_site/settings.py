@@ -138,8 +138,12 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": GATEHOUSE_DATA_DIR / "gatehouse.sqlite3",
-            # The gateway's DB thread keeps its connection: reopening costs more than the query.
-            "CONN_MAX_AGE": 600,
+            # Connections are kept for the process's life (health checks replace broken ones): reopening
+            # costs more than the query, and a process that closes its last connection can race another
+            # process's close, which deletes the WAL and shared-memory files. CI caught a node that had
+            # reopened during such a close: from CONN_MAX_AGE (600 s) after its start until it stopped,
+            # its writes reached the file only at its shutdown checkpoint.
+            "CONN_MAX_AGE": None,
             "CONN_HEALTH_CHECKS": True,
             # WAL lets the gateway write while the admin reads; IMMEDIATE avoids
             # "database is locked" when two threads upgrade a read to a write.
