@@ -229,8 +229,8 @@ class RecordingFlusher:
         self.on_watched_batch = on_watched_batch
         self._writers: set[RecordingWriter] = set()
         self._flush_lock = asyncio.Lock()
-        # Guards the files if a cancelled tick's thread is still writing when
-        # the next tick starts.
+        # Guards the files if a flush was cancelled (a caller of drain() was)
+        # while its thread was still writing, and the next one starts.
         self._write_lock = threading.Lock()
         self._task: asyncio.Task | None = None
         self._tick: asyncio.Future | None = None  # the timer's latest flush

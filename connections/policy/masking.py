@@ -371,6 +371,9 @@ class Masker:
         self.detector_styles = styles
         self.detectors = DetectorSet(styles) if styles else None
         self._plans: dict[tuple[Column, ...], RowMasker | None] = {}
+        # The last cached plan and its columns tuple: a hot statement's RowDescription is one
+        # object, so its results skip hashing the columns again (a list never matches: it can change).
+        self._last_plan: tuple[tuple | None, RowMasker | None] = (None, None)
         self._values = _ValueMasker(self)
 
     @property
@@ -424,16 +427,20 @@ class Masker:
         computed while some table name was unknown is not, so it is redone
         once the proxy has filled `tables`.
         """
+        last_columns, plan = self._last_plan
+        if columns is last_columns:
+            return plan
         key = tuple(columns)
         plan = self._plans.get(key, UNCHANGED)
-        if plan is not UNCHANGED:
-            return plan  # type: ignore[return-value]
-        plan = self._plan(key)
-        if not self.missing_tables(key):
+        if plan is UNCHANGED:
+            plan = self._plan(key)
+            if self.missing_tables(key):
+                return plan
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.clear()
             self._plans[key] = plan
-        return plan
+        self._last_plan = (key, plan)
+        return plan  # type: ignore[return-value]
 
     def _plan(self, columns: tuple[Column, ...]) -> RowMasker | None:
         actions = [self._values.action_for(column) for column in columns]

@@ -233,7 +233,6 @@ class StatementTracker:
         """Apply `policy` from the next message on (a live session's policy was changed)."""
         self.policy = policy
         self.masker = policy.masker if policy is not None else None
-        self._last_plan = (None, None)  # (fields, row masker) of the last text-format result, under this masker
 
     # --- client → server -----------------------------------------------------
 
@@ -544,13 +543,7 @@ class StatementTracker:
         formats = execution.formats
         if formats:  # an Execute: the Bind's result formats, not the Describe's zeros
             fields = tuple(field._replace(format=format_for(formats, i)) for i, field in enumerate(fields))
-            return self.masker.for_columns(list(fields))
-        # A hot statement's RowDescription is one cached object: plan it once, not per result.
-        last_fields, row_masker = self._last_plan
-        if fields is not last_fields:
-            row_masker = self.masker.for_columns(list(fields))
-            self._last_plan = (fields, row_masker)
-        return row_masker
+        return self.masker.for_columns(fields)
 
     def _on_server_copy_data(self, payload: bytes) -> bytes | None:
         execution = self._current()
