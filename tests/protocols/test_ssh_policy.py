@@ -39,13 +39,18 @@ policies:
 """
 
 
-def guarded(ssh_access: SshAccess, tmp_path: Path, opaque: str = "review") -> SshAccess:
-    """A new connection to the test sshd under the GUARD policy."""
+def under_policy(ssh_access: SshAccess, tmp_path: Path, template: str, **fields: str) -> SshAccess:
+    """A new connection to the test sshd under the policy `template` formats to."""
     access = add_ssh_connection(ssh_access, unique_name("guarded"))
     policy = tmp_path / "policy.yaml"
-    policy.write_text(GUARD.format(name=unique_name("ssh-guard"), connection=access.connection, opaque=opaque))
+    policy.write_text(template.format(name=unique_name("ssh-policy"), connection=access.connection, **fields))
     ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
     return access
+
+
+def guarded(ssh_access: SshAccess, tmp_path: Path, opaque: str = "review") -> SshAccess:
+    """A new connection to the test sshd under the GUARD policy."""
+    return under_policy(ssh_access, tmp_path, GUARD, opaque=opaque)
 
 
 def test_it_denies_an_exec_with_exit_126_and_the_reason_before_the_host_sees_it(
@@ -230,10 +235,7 @@ def sftp_put(access: SshAccess, tmp_path: Path) -> tuple[subprocess.CompletedPro
 
 
 def test_an_sftp_session_is_judged_like_a_command(ssh_access: SshAccess, tmp_path: Path) -> None:
-    access = add_ssh_connection(ssh_access, unique_name("no-sftp"))
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(NO_FILE_TRANSFER.format(name=unique_name("no-transfer"), connection=access.connection))
-    ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
+    access = under_policy(ssh_access, tmp_path, NO_FILE_TRANSFER)
     before = last_session_id(ssh_access.gateway)
     result, target = sftp_put(access, tmp_path)
     assert result.returncode != 0
@@ -247,10 +249,7 @@ def test_an_sftp_session_is_judged_like_a_command(ssh_access: SshAccess, tmp_pat
 
 def test_an_allow_list_policy_denies_sftp_unless_it_allows_it(ssh_access: SshAccess, tmp_path: Path) -> None:
     """sftp is no way around `default: deny`; the rules that guard commands allow it, or not."""
-    access = add_ssh_connection(ssh_access, unique_name("allow-list"))
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(ALLOW_LIST.format(name=unique_name("allow-list"), connection=access.connection))
-    ssh_access.gateway.manage("policies", "apply", str(policy), check=True)
+    access = under_policy(ssh_access, tmp_path, ALLOW_LIST)
     result, target = sftp_put(access, tmp_path)
     assert result.returncode != 0 and 'rule "default"' in result.stderr
     assert not target.exists()
