@@ -11,7 +11,7 @@ HTTP ?= 127.0.0.1:8000
 PG ?= 127.0.0.1:15432
 SSH ?= 127.0.0.1:2222
 
-.PHONY: run test lint bench-pg bench-ssh bench-web venv clean
+.PHONY: run test lint bench-pg bench-pg-cost bench-ssh bench-web venv clean
 
 run: venv
 	$(PY) manage.py migrate --noinput
@@ -27,6 +27,9 @@ lint: venv
 
 bench-pg: venv
 	$(PY) bench/pg_bench.py $(BENCH_ARGS)
+
+bench-pg-cost: venv
+	$(PY) bench/pg_cost.py $(BENCH_ARGS)
 
 bench-ssh: venv
 	$(PY) bench/ssh_bench.py $(BENCH_ARGS)

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are n
 import masking_cost  # noqa: E402 (bench/ is the script's own folder)
 import policy_cost  # noqa: E402
 
-from tests.support.gateway_process import GatewayError, GatewayProcess, provision_bot  # noqa: E402
+from tests.support.gateway_process import START_TIMEOUT, GatewayError, GatewayProcess, provision_bot  # noqa: E402
 from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 from tests.support.watchdog import start_watchdog, stop_watchdog  # noqa: E402
@@ -56,6 +56,7 @@ STREAM_SIZE_SQL = (
 )
 RSS_SAMPLE_SECONDS = 0.02
 BOUNCER_USER = "postgres"  # pgbouncer refuses to run as root
+WRAPPED_START_SECONDS = 600  # a gateway under valgrind loads Django some fifty times slower
 TARGETS = ("direct", "pgbouncer", "gatehouse", "gatehouse+policy")
 GUARDED_CONNECTION = "bench-guarded"
 # 10 guardrails and 3 masking rules, on the connection behind "gatehouse+policy".
@@ -174,8 +175,9 @@ def ensure_pgbouncer() -> None:
 class PgBouncer:
     """pgbouncer in session mode in front of the cluster: SCRAM and TLS for clients, plain to the server."""
 
-    def __init__(self, cluster: PgCluster, cert_file: Path, key_file: Path) -> None:
+    def __init__(self, cluster: PgCluster, cert_file: Path, key_file: Path, wrapper: Sequence[str] = ()) -> None:
         self.cluster = cluster
+        self.wrapper = list(wrapper)  # a command pgbouncer runs under (bench/pg_cost.py: valgrind)
         self.port = free_port(HOST)
         self.dir = Path(tempfile.mkdtemp(prefix="gatehouse-bench-pgbouncer-", dir="/tmp"))
         self.dir.chmod(0o755)
@@ -225,7 +227,7 @@ ignore_startup_parameters = extra_float_digits
 
     def start(self) -> None:
         """Run pgbouncer in the foreground of its own session and wait for its port."""
-        command = ["pgbouncer", str(self.dir / "pgbouncer.ini")]
+        command = [*self.wrapper, "pgbouncer", str(self.dir / "pgbouncer.ini")]
         if os.geteuid() == 0:
             command = ["runuser", "-u", BOUNCER_USER, "--", *command]
         with open(self.dir / "stderr.log", "wb") as stderr:
@@ -233,7 +235,8 @@ ignore_startup_parameters = extra_float_digits
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
             )
         self._watchdog = start_watchdog('kill -TERM -- "-$1" 2>/dev/null', str(self.process.pid))
-        if not wait_for_port(HOST, self.port, 15, still_starting=lambda: self.process.poll() is None):
+        seconds = WRAPPED_START_SECONDS if self.wrapper else 15
+        if not wait_for_port(HOST, self.port, seconds, still_starting=lambda: self.process.poll() is None):
             raise BenchError(f"pgbouncer did not start:\n{self.log_tail()}")
 
     def stop(self) -> None:
@@ -452,25 +455,30 @@ def pgbench_cluster(stack: ExitStack, log: Callable[[str], None]) -> tuple[PgClu
     return cluster, direct
 
 
-def bench_gateway(stack: ExitStack, prefix: str) -> tuple[GatewayProcess, Path]:
+def bench_gateway(stack: ExitStack, prefix: str, wrapper: Sequence[str] = ()) -> tuple[GatewayProcess, Path]:
     """A gateway node in a throwaway data dir (both removed by `stack`), not started yet; and that dir."""
     gateway_dir = Path(tempfile.mkdtemp(prefix=prefix))
     stack.callback(shutil.rmtree, gateway_dir, ignore_errors=True)
-    return stack.enter_context(GatewayProcess(gateway_dir)), gateway_dir
+    return stack.enter_context(GatewayProcess(gateway_dir, wrapper=wrapper)), gateway_dir
 
 
 @contextmanager
-def benchmark_setup(log: Callable[[str], None]) -> Iterator[Setup]:
-    """Cluster with pgbench tables, gateway node and pgbouncer; every process stopped on the way out."""
+def benchmark_setup(
+    log: Callable[[str], None], gateway_wrapper: Sequence[str] = (), bouncer_wrapper: Sequence[str] = ()
+) -> Iterator[Setup]:
+    """Cluster with pgbench tables, gateway node and pgbouncer; every process stopped on the way out.
+
+    A wrapper is a command the gateway or pgbouncer then runs under (bench/pg_cost.py: valgrind).
+    """
     with ExitStack() as stack:
         cluster, direct = pgbench_cluster(stack, log)
         log("starting the gateway ...")
-        gateway, gateway_dir = bench_gateway(stack, "gatehouse-bench-gateway-")
+        gateway, gateway_dir = bench_gateway(stack, "gatehouse-bench-gateway-", gateway_wrapper)
         provision_bot(gateway, cluster, connection="bench", agent="bench-bot", tls="disable")
         guard_connection(gateway, cluster, gateway_dir / "bench-policy.yaml")
-        gateway.start()
+        gateway.start(timeout=WRAPPED_START_SECONDS if gateway_wrapper else START_TIMEOUT)
         log("starting pgbouncer ...")
-        bouncer = PgBouncer(cluster, gateway.cert_file, gateway.cert_file.with_suffix(".key"))
+        bouncer = PgBouncer(cluster, gateway.cert_file, gateway.cert_file.with_suffix(".key"), bouncer_wrapper)
         stack.callback(bouncer.stop)
         bouncer.start()
         pgbouncer = Target("pgbouncer", bouncer.port, DATABASE, SUPERUSER, cluster.superuser_password)

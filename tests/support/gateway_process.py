@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ class GatewayProcess:
         pg_port: int | None = None,
         http_port: int | None = None,
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,7 @@ class GatewayProcess:
         self.ssh_port = free_port(HOST)
         self._ports_chosen_here = pg_port is None and http_port is None
         self.extra_env = dict(env or {})
+        self.wrapper = list(wrapper)  # a command rungateway runs under (bench/pg_cost.py: valgrind)
         self.process: subprocess.Popen[bytes] | None = None
         self._migrated = False
         self._watchdog: subprocess.Popen[bytes] | None = None
@@ -131,8 +134,7 @@ class GatewayProcess:
         raise GatewayError(f"the gateway did not listen on {HOST}:{self.pg_port}:\n{self.log_tail()}")
 
     def _spawn(self) -> None:
-        command = [
-            sys.executable,
+        args = [
             str(MANAGE_PY),
             "rungateway",
             "--http",
@@ -142,8 +144,9 @@ class GatewayProcess:
             "--ssh",
             f"{HOST}:{self.ssh_port}",
         ]
+        command = [*self.wrapper, sys.executable, *args]
         with open(self.log_file, "ab") as log:
-            log.write(f"--- {time.strftime('%H:%M:%S')} starting: {' '.join(command[1:])}\n".encode())
+            log.write(f"--- {time.strftime('%H:%M:%S')} starting: {' '.join(args)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
                 command,
