@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=4_000, help="transactions counted per target")
     options = parser.parse_args(argv)
+    if options.transactions < CLIENTS or options.transactions % CLIENTS:
+        parser.error(f"--transactions must be a multiple of the {CLIENTS} clients")
 
     def produce(log: Callable[[str], None]) -> list[str]:
         if shutil.which("valgrind") is None:

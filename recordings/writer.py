@@ -126,6 +126,8 @@ class RecordingWriter:
         return "\n".join(self.search_texts)[:SEARCH_TEXT_MAX_CHARS]
 
     def _collect_search_texts(self, batch: list[tuple[float, str, Any]]) -> None:
+        if self._search_chars >= SEARCH_TEXT_MAX_CHARS:
+            return  # full: every later batch would be looked through for nothing
         texts = self.search_texts
         for _t, kind, data in batch:
             if kind == "sql" and self._search_chars < SEARCH_TEXT_MAX_CHARS:

@@ -387,3 +387,8 @@ def test_it_keeps_distinct_statements_for_search_up_to_a_cap(tmp_path):
     assert lines[:2] == ["SELECT * FROM orders", "DELETE FROM carts WHERE id = $1"]
     assert len(writer.search_text) <= SEARCH_TEXT_MAX_CHARS
     assert len(lines) < 200
+
+    full = writer.search_text
+    writer.event("sql", {"n": 2000, "text": "SELECT 'a later batch, after the cap'"})
+    writer.flush_now()
+    assert writer.search_text == full
