@@ -38,7 +38,12 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are n
 import masking_cost  # noqa: E402 (bench/ is the script's own folder)
 import policy_cost  # noqa: E402
 
-from tests.support.gateway_process import START_TIMEOUT, GatewayError, GatewayProcess, provision_bot  # noqa: E402
+from tests.support.gateway_process import (  # noqa: E402
+    WRAPPED_START_TIMEOUT,
+    GatewayError,
+    GatewayProcess,
+    provision_bot,
+)
 from tests.support.pg_cluster import DATABASE, SUPERUSER, PgCluster, PgClusterError, running_cluster  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 from tests.support.watchdog import start_watchdog, stop_watchdog  # noqa: E402
@@ -56,7 +61,6 @@ STREAM_SIZE_SQL = (
 )
 RSS_SAMPLE_SECONDS = 0.02
 BOUNCER_USER = "postgres"  # pgbouncer refuses to run as root
-WRAPPED_START_SECONDS = 600  # a gateway under valgrind loads Django some fifty times slower
 TARGETS = ("direct", "pgbouncer", "gatehouse", "gatehouse+policy")
 GUARDED_CONNECTION = "bench-guarded"
 # 10 guardrails and 3 masking rules, on the connection behind "gatehouse+policy".
@@ -235,7 +239,7 @@ ignore_startup_parameters = extra_float_digits
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
             )
         self._watchdog = start_watchdog('kill -TERM -- "-$1" 2>/dev/null', str(self.process.pid))
-        seconds = WRAPPED_START_SECONDS if self.wrapper else 15
+        seconds = WRAPPED_START_TIMEOUT if self.wrapper else 15
         if not wait_for_port(HOST, self.port, seconds, still_starting=lambda: self.process.poll() is None):
             raise BenchError(f"pgbouncer did not start:\n{self.log_tail()}")
 
@@ -476,7 +480,7 @@ def benchmark_setup(
         gateway, gateway_dir = bench_gateway(stack, "gatehouse-bench-gateway-", gateway_wrapper)
         provision_bot(gateway, cluster, connection="bench", agent="bench-bot", tls="disable")
         guard_connection(gateway, cluster, gateway_dir / "bench-policy.yaml")
-        gateway.start(timeout=WRAPPED_START_SECONDS if gateway_wrapper else START_TIMEOUT)
+        gateway.start()
         log("starting pgbouncer ...")
         bouncer = PgBouncer(cluster, gateway.cert_file, gateway.cert_file.with_suffix(".key"), bouncer_wrapper)
         stack.callback(bouncer.stop)

@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MANAGE_PY = REPO_ROOT / "manage.py"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
+WRAPPED_START_TIMEOUT = 600.0  # under a wrapper such as valgrind, start-up runs some fifty times slower
 STOP_GRACE = 10.0
 UPSTREAM_PASSWORD_VAR = "GATEHOUSE_TEST_UPSTREAM_PASSWORD"
 INHERIT_NOT = ("PG", "GATEHOUSE_", "DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
@@ -115,8 +116,10 @@ class GatewayProcess:
         """Create or update this node's database."""
         self.manage("migrate", "--noinput", check=True)
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start rungateway and wait until its PostgreSQL port accepts TCP."""
+    def start(self, timeout: float | None = None) -> None:
+        """Start rungateway and wait until its PostgreSQL port accepts TCP (by default 30 s, 600 s if wrapped)."""
+        if timeout is None:
+            timeout = WRAPPED_START_TIMEOUT if self.wrapper else START_TIMEOUT
         if self.running:
             return
         if not self._migrated:
