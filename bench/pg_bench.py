@@ -52,6 +52,8 @@ HOST = "127.0.0.1"
 CLIENTS = 8
 THREADS = 2
 SCALE = 10
+# pgbench -S with the clients and threads of every measurement; callers add -T or -t.
+PGBENCH_SELECT_ONLY = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS)]
 STREAM_ROWS = 1_000_000
 # About 100 bytes of text a row: g, then 64 hex digits and 30 filler characters.
 STREAM_SQL = "SELECT g, md5(g::text) || md5((g + 1)::text) || repeat('x', 30) FROM generate_series(1, {rows}) g"
@@ -340,7 +342,7 @@ def pgbench_with_cpu(target: "Target", seconds: int, new_connection_each: bool, 
 
 def pgbench_command(seconds: int, new_connection_each: bool = False) -> list[str]:
     """pgbench -S with 8 clients and 2 threads for SECONDS (-C: a new connection per transaction)."""
-    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-T", str(seconds)]
+    command = [*PGBENCH_SELECT_ONLY, "-T", str(seconds)]
     return [*command, "-C"] if new_connection_each else command
 
 

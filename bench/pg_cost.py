@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pg_bench import (
     BOUNCER_USER,
     CLIENTS,
-    THREADS,
+    PGBENCH_SELECT_ONLY,
     BenchError,
     Target,
     benchmark_setup,
@@ -74,8 +74,7 @@ class Counter:
 
 
 def pgbench(target: Target, transactions: int) -> None:
-    per_client = max(transactions // CLIENTS, 1)
-    command = ["pgbench", "-n", "-S", "-c", str(CLIENTS), "-j", str(THREADS), "-t", str(per_client)]
+    command = [*PGBENCH_SELECT_ONLY, "-t", str(transactions // CLIENTS)]  # every count is a multiple of CLIENTS
     result = subprocess.run(command, capture_output=True, text=True, env=target.env(), timeout=3600)
     if result.returncode != 0:
         raise BenchError(f"pgbench against {target.name} failed: {result.stderr.strip()}")

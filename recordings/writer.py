@@ -130,11 +130,13 @@ class RecordingWriter:
             return  # full: every later batch would be looked through for nothing
         texts = self.search_texts
         for _t, kind, data in batch:
-            if kind == "sql" and self._search_chars < SEARCH_TEXT_MAX_CHARS:
+            if kind == "sql":
                 text = data.get("text")
                 if isinstance(text, str) and text not in texts:
                     texts[text] = None
                     self._search_chars += len(text) + 1
+                    if self._search_chars >= SEARCH_TEXT_MAX_CHARS:
+                        return
 
     def write_header(self) -> None:
         """Write the header line now if it is not written yet (the first batch does it otherwise)."""
