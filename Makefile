@@ -11,24 +11,30 @@ HTTP ?= 127.0.0.1:8000
 PG ?= 127.0.0.1:15432
 SSH ?= 127.0.0.1:2222
 
-.PHONY: run test lint bench-pg bench-pg-cost bench-ssh bench-web venv clean
+.PHONY: run test lint core bench-pg bench-pg-cost bench-ssh bench-web venv clean
 
+# Without a C compiler the gateway runs interpreted: `make run` goes on, `make test` stops.
 run: venv
+	-$(PY) -m connections.protocols.compiled
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG) --ssh $(SSH)
 
-test: lint
+test: lint core
 	$(PY) -m pytest tests
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench-pg: venv
+# The PostgreSQL proxy's per-message modules, compiled by Cython (connections/protocols/compiled.py).
+core: venv
+	$(PY) -m connections.protocols.compiled
+
+bench-pg: core
 	$(PY) bench/pg_bench.py $(BENCH_ARGS)
 
-bench-pg-cost: venv
+bench-pg-cost: core
 	$(PY) bench/pg_cost.py $(BENCH_ARGS)
 
 bench-ssh: venv
@@ -54,3 +60,4 @@ venv:
 clean:
 	rm -rf .pytest_cache .ruff_cache bench/out
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find connections \( -name '*.so' -o -name '*.so.sha256' \) -delete

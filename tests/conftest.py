@@ -9,8 +9,16 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.contrib.auth.models import Group
 
+from connections.protocols.compiled import stale_build_error
 from tests.support.gateway_process import GatewayProcess, provision_bot
 from tests.support.pg_cluster import PgCluster, running_cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Python would import the old compiled module, and every gateway the tests start would refuse to.
+    problem = stale_build_error()
+    if problem:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

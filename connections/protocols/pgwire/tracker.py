@@ -379,7 +379,7 @@ class StatementTracker:
     def _on_function_call(self, payload: bytes) -> None:
         call = parse_function_call(payload)
         args = [_value(a, format_for(call.arg_formats, i)) for i, a in enumerate(call.args)]
-        execution = self._start(self._text_of(b"F", payload), args, formats=[call.result_format])
+        execution = self._start(self._text_of(b"F", payload), args, None, [call.result_format])
         self.owed.append((Pending.QUERY, execution))
 
     def _on_copy_data(self, payload: bytes) -> None:

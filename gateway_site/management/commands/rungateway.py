@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from connections.protocols.compiled import modules, stale_build_error
 from gateway_site.tls import ensure_certificate
 from gateway_site.workers import accept_stop_signals, fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
@@ -23,6 +24,15 @@ def parse_address(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise CommandError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_compiled_modules() -> None:
+    """Refuse to run compiled code built from other sources than this checkout's; say what runs compiled."""
+    problem = stale_build_error()
+    if problem:
+        raise CommandError(problem)
+    compiled = [module.name for module in modules() if module.is_current]
+    logger.info("compiled protocol modules: %s", ", ".join(compiled) or "none, all interpreted (make core builds them)")
 
 
 class Command(BaseCommand):
@@ -47,6 +57,7 @@ class Command(BaseCommand):
         workers = options["workers"]
         if workers < 1 or (workers > 1 and not settings.CHANNEL_LAYERS_ARE_SHARED):
             raise CommandError("--workers must be 1, or more with REDIS_URL set (workers signal each other through it)")
+        check_compiled_modules()
         interrupted = mark_interrupted_sessions()
         if interrupted:
             logger.warning("marked %d sessions interrupted after an unclean stop", interrupted)
