@@ -18,6 +18,9 @@ forwarded and recorded.
 Bookkeeping never raises into the relay: if it loses track of the
 conversation it logs and resynchronises at ReadyForQuery. Masking fails
 closed: a message it cannot mask raises MaskingFailed and ends the session.
+
+`make core` compiles this module with Cython, typed by tracker.pxd: an
+attribute or a typed method added here must be declared there too.
 """
 
 import base64
