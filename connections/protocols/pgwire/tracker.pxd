@@ -1,5 +1,7 @@
 # Static types for tracker.py when Cython compiles it (connections/protocols/compiled.py).
 # Every attribute the .py file sets must be declared here, with a type that holds every value it gets.
+# Compiled, indexing `bytes` typed here with an integer gives a signed C char (0xFF reads as -1), not
+# Python's 0..255: the .py file reads bytes by slices and struct, and new code there must too.
 
 cdef class Execution:
     cdef public Py_ssize_t seq
