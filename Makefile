@@ -15,7 +15,7 @@ SSH ?= 127.0.0.1:2222
 
 # Without a C compiler the gateway runs interpreted: `make run` goes on, `make test` stops.
 run: venv
-	-$(PY) -m connections.protocols.compiled
+	-$(MAKE) --no-print-directory core
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py rungateway --http $(HTTP) --pg $(PG) --ssh $(SSH)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's packages are n
 import masking_cost  # noqa: E402 (bench/ is the script's own folder)
 import policy_cost  # noqa: E402
 
-from connections.protocols.compiled import modules  # noqa: E402
+from connections.protocols.compiled import current_names  # noqa: E402
 from tests.support.gateway_process import (  # noqa: E402
     WRAPPED_START_TIMEOUT,
     GatewayError,
@@ -119,7 +119,7 @@ def machine_lines(versions: list[str] | None = None) -> list[str]:
     return [
         f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
         f"software: {interpreter()}, {', '.join(versions)}",
-        f"compiled protocol modules: {', '.join(m.name for m in modules() if m.is_current) or 'none'}",
+        f"compiled protocol modules: {', '.join(current_names()) or 'none'}",
         f"load average before the run: {load_average()} (other work on the machine skews every figure)",
     ]
 

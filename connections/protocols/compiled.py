@@ -28,7 +28,7 @@ DIRECTIVES = {"language_level": 3, "annotation_typing": False}
 class CompiledModule:
     """One module of MODULES under a source root: its sources, its compiled file and what that was built from."""
 
-    def __init__(self, name: str, root: Path = SOURCE_ROOT) -> None:
+    def __init__(self, name: str, root: Path) -> None:
         self.name = name
         self.root = root
         self.source = root / f"{name}.py"
@@ -88,6 +88,11 @@ def _compile(source: Path, root: Path) -> None:
 
 def modules() -> list[CompiledModule]:
     return [CompiledModule(name, SOURCE_ROOT) for name in MODULES]
+
+
+def current_names() -> list[str]:
+    """The modules that run compiled: built, and from the sources beside them now."""
+    return [module.name for module in modules() if module.is_current]
 
 
 def stale_build_error() -> str | None:

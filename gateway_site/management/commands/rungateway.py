@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from connections.protocols.compiled import modules, stale_build_error
+from connections.protocols.compiled import current_names, stale_build_error
 from gateway_site.tls import ensure_certificate
 from gateway_site.workers import accept_stop_signals, fork_pg_workers, stop_pg_workers
 from recordings.actions import mark_interrupted_sessions
@@ -31,8 +31,8 @@ def check_compiled_modules() -> None:
     problem = stale_build_error()
     if problem:
         raise CommandError(problem)
-    compiled = [module.name for module in modules() if module.is_current]
-    logger.info("compiled protocol modules: %s", ", ".join(compiled) or "none, all interpreted (make core builds them)")
+    compiled = ", ".join(current_names()) or "none, all interpreted (make core builds them)"
+    logger.info("compiled protocol modules: %s", compiled)
 
 
 class Command(BaseCommand):
