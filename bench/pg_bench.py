@@ -119,7 +119,7 @@ def machine_lines(versions: list[str] | None = None) -> list[str]:
     return [
         f"machine: nproc={len(os.sched_getaffinity(0))}, cpu={cpu_model}, memory={mem_kb / 1024 / 1024:.1f} GiB",
         f"software: {interpreter()}, {', '.join(versions)}",
-        f"compiled protocol modules: {', '.join(current_names()) or 'none'}",
+        f"compiled modules: {', '.join(current_names()) or 'none'}",
         f"load average before the run: {load_average()} (other work on the machine skews every figure)",
     ]
 

@@ -1,9 +1,10 @@
-"""The protocol modules that run compiled: building them with Cython, and refusing a stale build.
+"""The modules that run compiled: building them with Cython, and refusing a stale build.
 
-The PostgreSQL proxy's per-message path is most of the gateway's CPU per transaction. Cython
-compiles each module in MODULES from its .py file, typed by the .pxd file beside it (Cython's
-"augmenting .pxd"). The .py file stays the code of record, and runs as it is where nothing was
-built. Python imports a compiled module before its .py file, so a build records the digest of the
+The PostgreSQL proxy's per-message path is most of the gateway's CPU per transaction: framing
+(messages), following the conversation (tracker) and taking each event into its recording
+(recordings/writer). Cython compiles each module in MODULES from its .py file, typed by the .pxd
+file beside it (Cython's "augmenting .pxd"). The .py file stays the code of record, and runs as it
+is where nothing was built. Python imports a compiled module before its .py file, so a build records the digest of the
 sources it was made from: after an edit, the gateway and the test suite refuse to start on old code.
 
 Build with `make core` (`python -m connections.protocols.compiled`). It needs a C compiler and the
@@ -20,7 +21,11 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("connections/protocols/pgwire/tracker",)
+MODULES = (
+    "connections/protocols/pgwire/messages",
+    "connections/protocols/pgwire/tracker",
+    "recordings/writer",
+)
 # The .py files' annotations are for readers and ruff; the .pxd files alone type the compiled code.
 DIRECTIVES = {"language_level": 3, "annotation_typing": False}
 
@@ -113,7 +118,7 @@ def main() -> int:
             module.build()
     except (CompileError, CCompilerError, BaseError, OSError) as exc:
         logger.error(
-            "Could not compile the protocol modules (%s); they run interpreted. Compiling needs a C compiler"
+            "Could not compile the per-message modules (%s); they run interpreted. Compiling needs a C compiler"
             " and the Python headers (Debian: gcc, python3-dev).",
             exc,
         )

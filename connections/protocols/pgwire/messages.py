@@ -238,18 +238,33 @@ def parse_row_description(payload: bytes) -> list[Column]:
 
 
 def parse_data_row(payload: bytes) -> list[bytes | None]:
-    data = payload
-    count = _INT16.unpack_from(data, 0)[0]
+    """A DataRow's values, None for NULL; ValueError or IndexError if the payload is malformed.
+
+    The lengths are read byte by byte, not with struct: compiled (messages.pxd), that is plain C.
+    Each byte is read as `payload[i] & 0xFF`, which compiled code needs (it reads a signed char)
+    and Python ignores.
+    """
+    size = len(payload)
+    count = (payload[0] & 0xFF) << 8 | (payload[1] & 0xFF)
     pos = 2
     values: list[bytes | None] = []
     for _ in range(count):
-        length = _INT32.unpack_from(data, pos)[0]
-        pos += 4
-        if length < 0:
+        if pos + 4 > size:
+            raise ValueError("a DataRow is shorter than its column count")
+        if payload[pos] & 0x80:  # a negative length: -1, NULL
             values.append(None)
-        else:
-            values.append(data[pos : pos + length])
-            pos += length
+            pos += 4
+            continue
+        start = pos + 4
+        pos = start + (
+            (payload[pos] & 0xFF) << 24
+            | (payload[pos + 1] & 0xFF) << 16
+            | (payload[pos + 2] & 0xFF) << 8
+            | (payload[pos + 3] & 0xFF)
+        )
+        if pos > size:
+            raise ValueError("a DataRow value runs past the end of the message")
+        values.append(payload[start:pos])
     return values
 
 

@@ -32,7 +32,7 @@ def check_compiled_modules() -> None:
     if problem:
         raise CommandError(problem)
     compiled = ", ".join(current_names()) or "none, all interpreted (make core builds them)"
-    logger.info("compiled protocol modules: %s", compiled)
+    logger.info("compiled modules: %s", compiled)
 
 
 class Command(BaseCommand):
