@@ -428,41 +428,22 @@ class PgClientSession(asyncio.Protocol):
     # --- server → client -----------------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
-        """Frame upstream bytes; the tracker sees each whole message and may replace it."""
+        """Relay upstream bytes; the tracker frames them and may replace a message."""
         leftover = self.upstream.buffer
         data = _join(leftover, data)
-        from_server = self.tracker.from_server
-        pos, size, sent = 0, len(data), 0
-        parts: list[bytes] | None = None
         try:
-            while size - pos >= 5:
-                kind, length = _HEADER.unpack_from(data, pos)
-                if length < 4 or length > m.MAX_MESSAGE:
-                    self.fatal("08P01", f"upstream sent an invalid message length {length}")
-                    return
-                end = pos + 1 + length
-                if end > size:
-                    break
-                replacement = from_server(kind, data, pos + 5, end)
-                if replacement is not None:
-                    if parts is None:
-                        parts = []
-                    parts.append(data[sent:pos])
-                    parts.append(replacement)
-                    sent = end
-                pos = end
+            forward, framed = self.tracker.relay_from_server(data)
+        except m.ProtocolViolation as exc:
+            self.fatal("08P01", str(exc))
+            return
         except MaskingFailed as exc:
             logger.error("session for %r from %s: %s", self.params.get("user"), self.peer, exc)
-            self._forward(b"".join(parts) if parts else data[:sent])
+            self._forward(exc.forward)
             self.fatal("XX000", "Gatehouse could not mask a result, so it ended the session")
             return
-        if parts is None:
-            self._forward(data if pos == size else data[:pos])
-        else:
-            parts.append(data[sent:pos])
-            self._forward(b"".join(parts))
-        if pos < size:
-            leftover += data[pos:]
+        self._forward(forward)
+        if framed < len(data):
+            leftover += data[framed:]
 
     def _forward(self, data: bytes) -> None:
         if data:

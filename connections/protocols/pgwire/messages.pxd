@@ -5,5 +5,5 @@
 cimport cython
 
 
-@cython.locals(size=Py_ssize_t, count=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, _=Py_ssize_t)
+@cython.locals(raw=cython.p_char, size=Py_ssize_t, count=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, _=Py_ssize_t)
 cpdef list parse_data_row(bytes payload)

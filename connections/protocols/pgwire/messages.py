@@ -244,6 +244,7 @@ def parse_data_row(payload: bytes) -> list[bytes | None]:
     Each byte is read as `payload[i] & 0xFF`, which compiled code needs (it reads a signed char)
     and Python ignores.
     """
+    raw = payload  # char * in messages.pxd: a slice of it is one copy, without a slice object
     size = len(payload)
     count = (payload[0] & 0xFF) << 8 | (payload[1] & 0xFF)
     pos = 2
@@ -264,7 +265,7 @@ def parse_data_row(payload: bytes) -> list[bytes | None]:
         )
         if pos > size:
             raise ValueError("a DataRow value runs past the end of the message")
-        values.append(payload[start:pos])
+        values.append(raw[start:pos])
     return values
 
 

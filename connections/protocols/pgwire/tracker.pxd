@@ -1,11 +1,18 @@
 # Static types for tracker.py when Cython compiles it (connections/protocols/compiled.py).
 # Every attribute the .py file sets must be declared here, with a type that holds every value it gets.
 # Compiled, indexing `bytes` typed here with an integer gives a signed C char (0xFF reads as -1), not
-# Python's 0..255: the .py file reads bytes by slices and struct, and new code there must too.
+# Python's 0..255: the .py file masks every byte it reads that way with `& 0xFF`.
+
+cimport cython
+
+
+@cython.locals(length=Py_ssize_t)
+cdef Py_ssize_t _message_length(bytes data, Py_ssize_t pos) except -1
+
 
 cdef class Execution:
     cdef public Py_ssize_t seq
-    cdef public double started
+    cdef public long long started  # perf_counter_ns()
     cdef public object columns
     cdef public list formats
     cdef public object fields
@@ -18,6 +25,8 @@ cdef class Execution:
     cdef public object denied
     cdef public str text
     cdef public Py_ssize_t result_index
+
+    cdef void reset(self)
 
 
 cdef class StatementTracker:
@@ -44,14 +53,22 @@ cdef class StatementTracker:
 
     # The per-message path: C calls between these, Python calls only into the handlers' tables.
     cpdef from_client(self, bytes kind, bytes payload)
+    @cython.locals(raw=cython.p_char, pos=Py_ssize_t, size=Py_ssize_t, sent=Py_ssize_t, end=Py_ssize_t, parts=list)
+    cpdef tuple relay_from_server(self, bytes data)
+    @cython.locals(raw=cython.p_char)
     cpdef from_server(self, bytes kind, bytes data, Py_ssize_t start, Py_ssize_t end)
     cdef _track(self, bytes kind, bytes payload)
     cdef str _text_of(self, bytes kind, bytes payload)
     cdef Execution _start(self, str text, object params, object described=*, object formats=*)
     cdef _head(self)
     cdef _current(self)
+    @cython.locals(raw=cython.p_char)
     cdef _on_data_row(self, bytes data, Py_ssize_t start, Py_ssize_t end)
+    cpdef _on_row_description(self, bytes payload)
+    cpdef _on_command_complete(self, bytes payload)
     cdef _record_row(self, Execution execution, bytes payload, Py_ssize_t size)
     cdef _describe(self, bytes payload)
+    @cython.locals(execution=Execution)
     cdef _finish(self, dict outcome)
+    @cython.locals(elapsed_us=cython.longlong)
     cdef _emit(self, Execution execution, dict outcome)

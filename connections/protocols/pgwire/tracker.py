@@ -25,14 +25,16 @@ attribute or a typed method added here must be declared there too.
 
 import base64
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from time import perf_counter_ns
 from typing import NamedTuple
 
 from .messages import (
+    MAX_MESSAGE,
     Column,
+    ProtocolViolation,
     bind,
     bind_statement,
     describe_portal,
@@ -67,7 +69,12 @@ DENIED_STATEMENT = "gatehouse denied"
 
 
 class MaskingFailed(Exception):
-    """A server message could not be masked; the session must end rather than leak it."""
+    """A server message could not be masked; the session must end rather than leak it.
+
+    `forward` is what `relay_from_server` framed before that message, safe to send first.
+    """
+
+    forward = b""
 
 
 class Pending:
@@ -107,6 +114,22 @@ def _error_summary(payload: bytes) -> dict:
     return {"code": fields.get("C", ""), "message": fields.get("M", ""), "severity": fields.get("V", "")}
 
 
+def _message_length(data: bytes, pos: int) -> int:
+    """The length word of the server message at `pos`; ProtocolViolation if no message can be that long."""
+    if data[pos + 1] & 0x80:  # 2 GiB or more
+        length = int.from_bytes(data[pos + 1 : pos + 5])
+    else:  # read as in messages.parse_data_row
+        length = (
+            (data[pos + 1] & 0xFF) << 24
+            | (data[pos + 2] & 0xFF) << 16
+            | (data[pos + 3] & 0xFF) << 8
+            | (data[pos + 4] & 0xFF)
+        )
+    if length < 4 or length > MAX_MESSAGE:
+        raise ProtocolViolation(f"upstream sent an invalid message length {length}")
+    return length
+
+
 class Described(NamedTuple):
     """A RowDescription: as recorded, the format codes it carries, and each field for masking."""
 
@@ -140,7 +163,7 @@ class Execution:
 
     def __init__(self, seq: int, described: "Described | None" = None, formats=None) -> None:
         self.seq = seq
-        self.started = time.perf_counter()
+        self.started = perf_counter_ns()
         self.columns = described.columns if described is not None else None
         self.fields = described.fields if described is not None else None
         self.row_masker = UNPLANNED
@@ -162,7 +185,7 @@ class Execution:
     def reset(self) -> None:
         """Start the next result set of a multi-statement Query."""
         self.result_index += 1
-        self.started = time.perf_counter()
+        self.started = perf_counter_ns()
         self.columns = None
         self.fields = None
         self.row_masker = UNPLANNED
@@ -403,6 +426,37 @@ class StatementTracker:
 
     # --- server → client -----------------------------------------------------
 
+    def relay_from_server(self, data: bytes) -> tuple[bytes, int]:
+        """Frame server bytes that start at a message: (what to forward to the client, bytes framed).
+
+        Each whole message goes through `from_server`; what follows the last one is the caller's to keep
+        for the next read. Raises ProtocolViolation on an impossible message length. The lengths are read
+        byte by byte (`_message_length`): compiled, this loop is C.
+        """
+        raw = data  # char * in tracker.pxd: a slice of it is one copy, without a slice object
+        pos, size, sent = 0, len(data), 0
+        parts = None
+        while size - pos >= 5:
+            end = pos + 1 + _message_length(data, pos)
+            if end > size:
+                break
+            try:
+                replacement = self.from_server(raw[pos : pos + 1], data, pos + 5, end)
+            except MaskingFailed as exc:
+                exc.forward = b"".join(parts) + data[sent:pos] if parts is not None else data[:pos]
+                raise
+            if replacement is not None:
+                if parts is None:
+                    parts = []
+                parts.append(data[sent:pos])
+                parts.append(replacement)
+                sent = end
+            pos = end
+        if parts is None:
+            return (data if pos == size else data[:pos]), pos
+        parts.append(data[sent:pos])
+        return b"".join(parts), pos
+
     def from_server(self, kind: bytes, data: bytes, start: int, end: int) -> bytes | None:
         """See the server message data[start:end] (its payload) of type `kind`.
 
@@ -410,13 +464,16 @@ class StatementTracker:
         instead (b"" to drop it). Raises MaskingFailed rather than forward a
         message it should mask and cannot.
         """
+        if not 0 <= start <= end <= len(data):  # the compiled slices below trust these bounds
+            raise ValueError("the message's bounds lie outside the data")
         if kind == b"D":  # the hot path: no copy once the result is past its cap
             return self._on_data_row(data, start, end)
         handler = self.server_handlers.get(kind)
         if handler is None:
             return None
+        raw = data  # char * in tracker.pxd, as in relay_from_server
         try:
-            return handler(data[start:end])
+            return handler(raw[start:end])
         except MaskingFailed:
             raise
         except Exception:  # a recording problem must never break the relay
@@ -510,8 +567,9 @@ class StatementTracker:
         if len(execution.rows) >= self.max_rows or execution.row_bytes + end - start > self.max_bytes:
             execution.truncated = True
             return replacement
+        raw = data  # char * in tracker.pxd, as in relay_from_server; from_server checked the bounds
         try:
-            self._record_row(execution, data[start:end], end - start)
+            self._record_row(execution, raw[start:end], end - start)
         except Exception:  # a recording problem must never break the relay
             logger.exception("tracker lost a DataRow")
         return replacement
@@ -685,7 +743,9 @@ class StatementTracker:
         self.copy_in = None
 
     def _emit(self, execution: Execution, outcome: dict) -> None:
-        event = {"n": execution.seq, "ms": round((time.perf_counter() - execution.started) * 1e6) / 1e3}
+        # Whole microseconds, in integers: compiled, that is C arithmetic rather than a call to round().
+        elapsed_us = (perf_counter_ns() - execution.started) // 1000
+        event = {"n": execution.seq, "ms": elapsed_us / 1e3}
         if execution.columns is not None:
             event["columns"] = execution.columns
             event["rows"] = execution.rows
