@@ -1,11 +1,13 @@
 """The modules that run compiled: building them with Cython, and refusing a stale build.
 
 The PostgreSQL proxy's per-message path is most of the gateway's CPU per transaction: framing
-(messages), following the conversation (tracker) and taking each event into its recording
-(recordings/writer). Cython compiles each module in MODULES from its .py file, typed by the .pxd
-file beside it (Cython's "augmenting .pxd"). The .py file stays the code of record, and runs as it
-is where nothing was built. Python imports a compiled module before its .py file, so a build records the digest of the
-sources it was made from: after an edit, the gateway and the test suite refuse to start on old code.
+(messages, tracker), following the conversation (tracker) and taking each event into its
+recording (recordings/writer). Cython compiles each module in MODULES from its .py file, typed by
+the .pxd file beside it (Cython's "augmenting .pxd"); untyped compilation gains nothing measurable,
+so a module is listed only with types that pay. The .py file stays the code of record, and runs as
+it is where nothing was built. Python imports a compiled module before its .py file, so a build
+records the digest of the sources it was made from: after an edit, the gateway and the test suite
+refuse to start on old code.
 
 Build with `make core` (`python -m connections.protocols.compiled`). It needs a C compiler and the
 Python headers (Debian: gcc, python3-dev).
