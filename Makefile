@@ -60,4 +60,4 @@ venv:
 clean:
 	rm -rf .pytest_cache .ruff_cache bench/out
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
-	find connections recordings \( -name '*.so' -o -name '*.so.sha256' \) -delete
+	find . -path ./$(VENV) -prune -o \( -name '*.so' -o -name '*.so.sha256' \) -type f -exec rm -f {} +
