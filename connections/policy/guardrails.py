@@ -43,6 +43,7 @@ from connections.policy.sql_facts import (
     StatementFacts,
     UnparseableSQL,
     bare_kind,
+    classify_known_shape,
     classify_shared,
     with_text,
 )
@@ -238,6 +239,12 @@ class SqlGuardrails:
         verdict = self._verdicts.get(sql)
         if verdict is not None:
             return verdict
+        known = classify_known_shape(sql)
+        if known is not None and known[0].prepare_name is None and known[0].execute_name is None:
+            # A statement that comes back with new numbers: judging it anew costs less than
+            # caching every text of it, whose churn through the dict cost more than the judging.
+            facts, text = known
+            return self.decide(facts, text).verdict(text)
         verdict, stateful = self.judge(sql, session)
         if not stateful and len(sql) <= _VERDICT_CACHE_MAX_CHARS:
             if len(self._verdicts) >= _CACHE_MAX_ENTRIES:

@@ -49,6 +49,7 @@ __all__ = [
     "UnparseableSQL",
     "bare_kind",
     "classify",
+    "classify_known_shape",
     "classify_shared",
     "clear_caches",
     "with_text",
@@ -147,6 +148,25 @@ def classify_shared(sql: str) -> tuple[tuple[StatementFacts, ...], tuple[str, ..
         if normalized is not None:
             _put(_NORMALIZED, normalized, entry)
     return _remember_exact(sql, facts, texts)
+
+
+def classify_known_shape(sql: str) -> tuple[StatementFacts, str] | None:
+    """(facts, statement text) of a one-statement `sql` whose shape is cached; None if it is not.
+
+    The hot path of a statement that runs again and again with new numbers
+    (pgbench -S): a translate and two look-ups. `classify_shared` would find
+    the same entry the same way; this skips its exact-text look-up and input
+    checks, which a text sharing a cached shape passes by construction (shape
+    keys are ASCII, shorter than _KEYED_MAX_CHARS and free of NUL bytes).
+    The facts are shared, as with `classify_shared`.
+    """
+    if not sql.isascii():
+        return None
+    shape = _FOLDED.get(sql.encode().translate(_FOLD_DIGITS))
+    entry = _SHAPES.get(shape) if shape is not None else None
+    if entry is None or entry.head < 0:
+        return None
+    return entry.facts[0], sql[entry.head : len(sql) - entry.tail].strip()
 
 
 def clear_caches() -> None:

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from connections.policy import sql_facts
 from connections.policy.guardrails import SessionGuardrails, SqlGuardrails, Verdict
 from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
 from tests.policy.evasion_corpus import (
@@ -223,6 +224,29 @@ def test_cached_verdicts_carry_their_own_statement_text() -> None:
     second = guardrails.check("SELECT * FROM t WHERE id = 2")
     assert (first.statement, second.statement) == ("SELECT * FROM t WHERE id = 1", "SELECT * FROM t WHERE id = 2")
     assert guardrails.check("SELECT * FROM t WHERE id = 1") is first
+
+
+def test_a_statement_back_with_new_numbers_gets_the_verdict_a_cold_check_gives() -> None:
+    # Such texts skip the verdict cache and are judged from their cached shape (the known-shape path).
+    cases = [(sql, action) for sql, action, _ in PROD_GUARD_CASES + HARMLESS if re.search("[0-9]", sql)]
+    assert len(cases) > 10
+    warm = SqlGuardrails(prod_guard_spec())
+    for sql, action in cases:
+        warm.check(sql)
+        variant = re.sub("[0-9]+", lambda number: str(int(number.group()) + 7), sql)
+        cold = SqlGuardrails(prod_guard_spec())
+        sql_facts.clear_caches()
+        expected = cold.check(variant)
+        assert warm.check(variant) == expected, variant
+        assert warm.check(sql).action == action, sql
+
+
+def test_a_prepare_back_with_new_numbers_is_still_remembered() -> None:
+    guardrails = review_deletes()
+    SessionGuardrails(guardrails).check("PREPARE q AS DELETE FROM t WHERE id = 3")  # caches the shape
+    session = SessionGuardrails(guardrails)
+    assert session.check("PREPARE q AS DELETE FROM t WHERE id = 4").action == "review"
+    assert session.check("EXECUTE q").action == "review"  # not a bare EXECUTE: the session remembers q
 
 
 # --- prepared statements --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """sql_facts: what each statement does, read by the real parser, and caches that never mix statements up."""
 
+import contextlib
 import random
 import re
 
@@ -13,6 +14,7 @@ from connections.policy.sql_facts import (
     StatementFacts,
     UnparseableSQL,
     classify,
+    classify_known_shape,
     classify_shared,
 )
 from tests.policy.evasion_corpus import HARDENED_CASES, HARMLESS, KNOWN_LIMITS, PROD_GUARD_CASES
@@ -492,6 +494,53 @@ def test_it_gives_a_text_the_shape_key_of_its_own_even_when_a_digit_variant_was_
         assert sql_facts._cached_shape_key(text) == sql_facts._shape_key(text), text
     assert sql_facts._FOLDED, "the mutations should fill the cache"
     assert sql_facts._shape_key("SELECT * FROM t1 WHERE a = 1") != sql_facts._shape_key("SELECT * FROM t2 WHERE a = 1")
+
+
+def test_its_known_shape_path_gives_what_a_cold_parse_gives() -> None:
+    # The guardrails' hot path skips classify_shared's exact-text look-up and input checks: each text it
+    # serves must get the facts and statement text a cold parse gives, and only one-statement texts qualify.
+    sql_facts.clear_caches()
+    corpus = [sql for sql, _, _ in PROD_GUARD_CASES + HARDENED_CASES + HARMLESS if sql]
+    bumped = [re.sub("[0-9]+", lambda number: str(int(number.group()) * 3 + 1), sql) for sql in corpus]
+    served = 0
+    for text in corpus + bumped + _mutations(seed=20261128, count=1500):
+        known = classify_known_shape(text)
+        if known is not None:
+            served += 1
+            (expected,), (expected_text,), *_ = sql_facts._parse(text)  # a full parse, no cache involved
+            assert (without_text(known[0]), known[1]) == (without_text(expected), expected_text), text
+            continue
+        with contextlib.suppress(UnparseableSQL):
+            classify_shared(text)  # warms the caches for the copies with other digits that follow
+    assert served > 100, "the mutations should put texts on the known-shape path"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1; SELECT 2",  # two statements: their texts need the parser's split
+        "",  # no statement
+        "SELECT 'é' FROM t WHERE a = 1",  # not ASCII: never a shape key
+        "SELECT * FROM t WHERE a = 1 -- comment",  # a comment: the normalized tier, not a shape
+        "SELECT * FROM t1 WHERE a = 1",  # a digit in a name: t1 and t2 are not one shape
+    ],
+)
+def test_its_known_shape_path_serves_only_one_statement_shapes(sql: str) -> None:
+    sql_facts.clear_caches()
+    for _ in range(2):
+        classify_shared(sql)
+    assert classify_known_shape(sql) is None
+    assert classify_known_shape(sql.replace("1", "7")) is None
+
+
+def test_its_known_shape_path_refuses_nothing_the_checks_would_refuse() -> None:
+    sql_facts.clear_caches()
+    classify_shared("SELECT * FROM t WHERE a = 1")
+    assert classify_known_shape("SELECT * FROM t WHERE a = 2") is not None
+    for bad in ("SELECT * FROM t WHERE a = 2\0", "SELECT * FROM t WHERE a = \ud800", "SELECT * FROM t WHERE\0a = 2"):
+        assert classify_known_shape(bad) is None
+        with pytest.raises(UnparseableSQL):
+            classify_shared(bad)
 
 
 def test_it_keeps_its_caches_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
