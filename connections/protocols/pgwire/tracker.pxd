@@ -57,6 +57,8 @@ cdef class StatementTracker:
     cpdef tuple relay_from_server(self, bytes data)
     @cython.locals(raw=cython.p_char)
     cpdef from_server(self, bytes kind, bytes data, Py_ssize_t start, Py_ssize_t end)
+    cdef _client_query(self, bytes payload)
+    cdef _on_query_text(self, str text)
     cdef _track(self, bytes kind, bytes payload)
     cdef str _text_of(self, bytes kind, bytes payload)
     cdef Execution _start(self, str text, object params, object described=*, object formats=*)

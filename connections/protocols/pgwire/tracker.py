@@ -61,9 +61,9 @@ DESCRIPTION_CACHE_SIZE = 256
 # aborted on both sides) and we only swap its ErrorResponse for ours.
 DENIED_SQL = "GATEHOUSE DENIED"
 DENIED_SQLSTATE = "42501"  # insufficient_privilege
-# Bind is judged too: a prepared statement runs again with every Bind, perhaps under a newer policy,
-# and a reviewer's approval of its Parse covers one execution, not all that follow.
-JUDGED = (b"Q", b"P", b"F", b"B")
+# What is judged besides a Query (`_client_query`). Bind too: a prepared statement runs again with every
+# Bind, perhaps under a newer policy, and a reviewer's approval of its Parse covers one execution, not all that follow.
+JUDGED = (b"P", b"F", b"B")
 # What a denied Bind names instead of its statement: no such statement, so the server fails it.
 DENIED_STATEMENT = "gatehouse denied"
 
@@ -269,11 +269,26 @@ class StatementTracker:
         Verdict (deny or review) of a statement that must not be sent as it is:
         the caller then calls `deny` or, once a review approves it, `allow`.
         """
+        if kind == b"Q":
+            return self._client_query(payload)
         if self.policy is not None and kind in JUDGED:
             verdict = self._judge(kind, payload)
             if verdict.action != "allow":
                 return verdict
         return self._track(kind, payload)
+
+    def _client_query(self, payload: bytes):
+        """`from_client` for a Query, the hot message: its text is decoded once, for the verdict and the recording."""
+        text = self._text_of(b"Q", payload)
+        if self.policy is not None:
+            verdict = self.policy.check(text)
+            if verdict.action != "allow":
+                return verdict
+        try:
+            self._on_query_text(text)
+        except Exception:  # a recording problem must never break the relay
+            logger.exception("tracker lost a client %r message", b"Q")
+        return None
 
     def allow(self, kind: bytes, payload: bytes, verdict) -> bytes | None:
         """Track a held message that a reviewer approved; returns what `from_client` would."""
@@ -303,8 +318,6 @@ class StatementTracker:
         return query(DENIED_SQL)
 
     def _judge(self, kind: bytes, payload: bytes):
-        if kind == b"Q":
-            return self.policy.check(self._text_of(kind, payload))
         if kind == b"B":
             return self._judge_bind(bind_statement(payload))
         if kind == b"P":
@@ -352,7 +365,10 @@ class StatementTracker:
             return None
 
     def _on_query(self, payload: bytes) -> None:
-        self.owed.append((Pending.QUERY, self._start(self._text_of(b"Q", payload), None)))
+        self._on_query_text(self._text_of(b"Q", payload))
+
+    def _on_query_text(self, text: str) -> None:
+        self.owed.append((Pending.QUERY, self._start(text, None)))
 
     def _on_parse(self, payload: bytes) -> None:
         name, pos = read_cstring(payload, 0)
