@@ -336,7 +336,7 @@ _SECRET_LITERAL = re.compile(r"[$'0-9](?:(?<=[$'])|[0-9 ()+-]{6})")
 # The same question for ASCII text without quotes, asked faster: re tests a character class at
 # every position (about 55 instructions a character), but finds a literal first character at
 # memchr speed. So digits become "0" and " ()+-" become "1", and a long number is "0" and six of
-# "01": a pgbench statement costs about a quarter of the instructions.
+# "01": a pgbench statement costs about a third of the instructions.
 _NUMBER_CLASSES = bytes.maketrans(b"0123456789 ()+-", b"000000000011111")  # other bytes stay: none is 0 or 1
 _LONG_NUMBER = re.compile(rb"0[01]{6}")
 
