@@ -239,12 +239,39 @@ class SqlGuardrails:
         verdict = self._verdicts.get(sql)
         if verdict is not None:
             return verdict
+        known = self._known_shape_decision(sql)
+        if known is not None:
+            return known[0].verdict(known[1])
+        return self._judge_and_cache(sql, session)
+
+    def objection(self, sql: str, session: "SessionGuardrails | None" = None) -> Verdict | None:
+        """`check`'s verdict, or None if it allows `sql`.
+
+        What a proxy asks of every statement: a hot statement that is allowed is answered without
+        building a verdict nobody reads.
+        """
+        verdict = self._verdicts.get(sql)
+        if verdict is None:
+            known = self._known_shape_decision(sql)
+            if known is not None:
+                decision, text = known
+                return None if decision.action == "allow" else decision.verdict(text)
+            verdict = self._judge_and_cache(sql, session)
+        return None if verdict.action == "allow" else verdict
+
+    def _known_shape_decision(self, sql: str) -> tuple[Decision, str] | None:
+        """(decision, statement text) for a one-statement `sql` of a cached shape; None for others, PREPARE and EXECUTE.
+
+        A statement that comes back with new numbers: judging it anew costs less than caching
+        every text of it, whose churn through the verdict cache cost more than the judging.
+        """
         known = classify_known_shape(sql)
-        if known is not None and known[0].prepare_name is None and known[0].execute_name is None:
-            # A statement that comes back with new numbers: judging it anew costs less than
-            # caching every text of it, whose churn through the dict cost more than the judging.
-            facts, text = known
-            return self.decide(facts, text).verdict(text)
+        if known is None or known[0].prepare_name is not None or known[0].execute_name is not None:
+            return None
+        facts, text = known
+        return self.decide(facts, text), text
+
+    def _judge_and_cache(self, sql: str, session: "SessionGuardrails | None") -> Verdict:
         verdict, stateful = self.judge(sql, session)
         if not stateful and len(sql) <= _VERDICT_CACHE_MAX_CHARS:
             if len(self._verdicts) >= _CACHE_MAX_ENTRIES:
@@ -354,6 +381,10 @@ class SessionGuardrails:
     def check(self, sql: str) -> Verdict:
         """Like SqlGuardrails.check, with PREPARE remembered and EXECUTE resolved."""
         return self.guardrails.check(sql, self)
+
+    def objection(self, sql: str) -> Verdict | None:
+        """Like SqlGuardrails.objection, with PREPARE remembered and EXECUTE resolved."""
+        return self.guardrails.objection(sql, self)
 
     def check_parse(self, name: str, sql: str) -> Verdict:
         """Judge an extended-protocol Parse message and remember its statement under `name`."""

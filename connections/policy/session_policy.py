@@ -108,6 +108,14 @@ class SessionPolicy:
             logger.exception("the guardrails failed on a statement; denying it")
             return _engine_failed(sql)
 
+    def objection(self, sql: str) -> Verdict | None:
+        """`check`'s verdict, or None if it allows `sql` (the proxy's per-statement question)."""
+        try:
+            return self.guardrails.objection(sql)
+        except Exception:
+            logger.exception("the guardrails failed on a statement; denying it")
+            return _engine_failed(sql)
+
     def check_parse(self, name: str, sql: str) -> Verdict:
         try:
             return self.guardrails.check_parse(name, sql)

@@ -249,6 +249,27 @@ def test_a_prepare_back_with_new_numbers_is_still_remembered() -> None:
     assert session.check("EXECUTE q").action == "review"  # not a bare EXECUTE: the session remembers q
 
 
+def test_an_objection_is_the_check_verdict_unless_it_allows() -> None:
+    # The proxy asks `objection`: None for what `check` allows, the same verdict otherwise, on every
+    # path (exact-text cache, known shape, full judge), warm and cold.
+    corpus = [sql for sql, _, _ in PROD_GUARD_CASES + HARMLESS + KNOWN_LIMITS]
+    variants = [re.sub("[0-9]+", lambda number: str(int(number.group()) + 7), sql) for sql in corpus]
+    guardrails = SqlGuardrails(prod_guard_spec())
+    for rounds in range(2):
+        for sql in corpus + variants:
+            verdict = SqlGuardrails(prod_guard_spec()).check(sql)
+            expected = None if verdict.action == "allow" else verdict
+            assert guardrails.objection(sql) == expected, (rounds, sql)
+    assert {guardrails.objection(sql) is None for sql in corpus} == {True, False}
+
+
+def test_an_objection_resolves_execute_in_its_session() -> None:
+    session = SessionGuardrails(review_deletes())
+    assert session.objection("PREPARE q AS DELETE FROM t WHERE id = 1").action == "review"
+    assert session.objection("EXECUTE q").action == "review"
+    assert session.objection("EXECUTE other") is None
+
+
 # --- prepared statements --------------------------------------------------------------------------------
 
 

@@ -53,3 +53,4 @@ def test_it_denies_rather_than_fails_when_the_engine_breaks() -> None:
     verdict = policy.check("SELECT 1")
     assert verdict.action == "deny" and verdict.rule == "engine-error"
     assert policy.check_parse("s1", "SELECT 1").action == "deny"
+    assert policy.objection("SELECT 1") == verdict

@@ -1,4 +1,4 @@
-"""Server-side framing and DataRow parsing, the byte-level code that `make core` compiles to C.
+"""Framing in both directions and DataRow parsing, the byte-level code that `make core` compiles to C.
 
 Compiled, these functions read lengths byte by byte and slice without bounds checks of
 their own, so each case here is one a C bug would get wrong: bytes of 0x80 and over
@@ -11,8 +11,10 @@ import struct
 
 import pytest
 
+from connections.policy.rules import GuardrailMatch, GuardrailRule, PolicySpec
+from connections.policy.session_policy import CompiledPolicy
 from connections.protocols.pgwire.messages import MAX_MESSAGE, ProtocolViolation, parse_data_row
-from connections.protocols.pgwire.tracker import StatementTracker
+from connections.protocols.pgwire.tracker import DENIED_SQL, StatementTracker
 
 SELECT = b"SELECT abalance FROM pgbench_accounts WHERE aid = 1;\0"
 
@@ -139,3 +141,104 @@ def test_from_server_refuses_bounds_outside_the_data(start, end):
     data = message(b"C", b"SELECT 1\0")
     with pytest.raises(ValueError, match="bounds"):
         tracker.from_server(b"C", data, start, end)
+
+
+# --- client to server ---------------------------------------------------------------------------
+
+CLIENT_LIMIT = 1 << 20
+GUARD = PolicySpec(
+    name="framing",
+    guardrails=(
+        GuardrailRule("no-drop", "deny", GuardrailMatch(kind=("DROP",))),
+        GuardrailRule("deletes-by-review", "review", GuardrailMatch(kind=("DELETE",))),
+    ),
+)
+
+
+def query(sql: str) -> bytes:
+    return message(b"Q", sql.encode() + b"\0")
+
+
+def guarded_tracker() -> tuple[StatementTracker, list]:
+    events: list = []
+    policy = CompiledPolicy(GUARD, ("framing", 1), b"k" * 32).for_session()
+    return StatementTracker(lambda kind, data: events.append((kind, data)), 1000, 1 << 20, policy), events
+
+
+def recorded_texts(events: list) -> list[str]:
+    return [data["text"] for kind, data in events if kind == "sql"]
+
+
+PIPELINE = (
+    query("SELECT 1")
+    + message(b"P", b"s1\0SELECT $1::text\0\0\0")
+    + message(b"B", b"\0s1\0\0\0\0\1" + struct.pack("!i", len(HIGH_BYTES)) + HIGH_BYTES + b"\0\0")
+    + message(b"E", b"\0\0\0\0\0")
+    + message(b"S", b"")
+    + query("SELECT " + "x" * 200)  # a length word with a low byte over 0x7F
+)
+
+
+def test_client_messages_pass_through_as_they_came():
+    tracker, events = guarded_tracker()
+    send, framed, stop = tracker.relay_from_client(PIPELINE, CLIENT_LIMIT)
+    assert (send, framed, stop) == (PIPELINE, len(PIPELINE), None)
+    assert recorded_texts(events) == ["SELECT 1", "SELECT $1::text", "SELECT " + "x" * 200]
+
+
+def test_client_bytes_split_at_any_offset_are_framed_the_same():
+    for cut in range(len(PIPELINE) + 1):
+        tracker, events = guarded_tracker()
+        first, framed, stop = tracker.relay_from_client(PIPELINE[:cut], CLIENT_LIMIT)
+        assert stop is None and PIPELINE[:cut].startswith(first) and len(first) == framed  # whole messages only
+        second, rest, stop = tracker.relay_from_client(PIPELINE[framed:], CLIENT_LIMIT)
+        assert stop is None and first + second == PIPELINE and framed + rest == len(PIPELINE)
+        assert len(recorded_texts(events)) == 3
+
+
+@pytest.mark.parametrize(
+    ("length_word", "shown"),
+    [
+        (b"\xff\xff\xff\xff", "4294967295"),
+        (b"\x80\x00\x00\x00", "2147483648"),
+        (struct.pack("!I", 3), "3"),
+        (struct.pack("!I", CLIENT_LIMIT + 1), str(CLIENT_LIMIT + 1)),
+    ],
+)
+def test_an_impossible_client_length_is_a_protocol_violation(length_word, shown):
+    tracker, _ = guarded_tracker()
+    with pytest.raises(ProtocolViolation, match=f"^invalid message length {shown}$"):
+        tracker.relay_from_client(query("SELECT 1") + b"Q" + length_word + b"SELECT 1", CLIENT_LIMIT)
+
+
+def test_a_client_length_at_the_limit_waits_for_more_bytes():
+    tracker, _ = guarded_tracker()
+    assert tracker.relay_from_client(b"Q" + struct.pack("!I", CLIENT_LIMIT) + b"SELECT", CLIENT_LIMIT) == (b"", 0, None)
+
+
+def test_a_terminate_stops_framing_and_what_follows_it_is_not_sent():
+    tracker, events = guarded_tracker()
+    before = query("SELECT 1")
+    data = before + message(b"X", b"") + query("SELECT 2")
+    assert tracker.relay_from_client(data, CLIENT_LIMIT) == (before, len(before) + 5, (b"X", b"", None))
+    assert recorded_texts(events) == ["SELECT 1"]
+
+
+def test_a_denied_query_is_replaced_and_its_neighbours_pass_unchanged():
+    tracker, events = guarded_tracker()
+    before, after = query("SELECT 1"), query("SELECT 2")
+    send, framed, stop = tracker.relay_from_client(before + query("DROP TABLE t") + after, CLIENT_LIMIT)
+    assert (send, stop) == (before + query(DENIED_SQL) + after, None)
+    assert framed == len(before + query("DROP TABLE t") + after)
+    assert recorded_texts(events) == ["SELECT 1", "DROP TABLE t", "SELECT 2"]
+    assert [data["rule"] for kind, data in events if kind == "policy"] == ["no-drop"]
+
+
+def test_a_statement_held_for_review_stops_framing_and_is_not_sent():
+    tracker, events = guarded_tracker()
+    before, held, after = query("SELECT 1"), query("DELETE FROM t WHERE id = 1"), query("SELECT 2")
+    send, framed, stop = tracker.relay_from_client(before + held + after, CLIENT_LIMIT)
+    assert (send, framed) == (before, len(before + held))
+    kind, payload, verdict = stop
+    assert (kind, payload, verdict.action, verdict.rule) == (b"Q", held[5:], "review", "deletes-by-review")
+    assert recorded_texts(events) == ["SELECT 1"]  # the held statement is recorded once it is decided

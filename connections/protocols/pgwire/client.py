@@ -30,9 +30,7 @@ GATEWAY_PARAMS = {"user", "database", "replication"}
 
 
 def _join(leftover: bytearray, data: bytes) -> bytes:
-    """Prepend what the previous read left of an incomplete message."""
-    if not leftover:
-        return data
+    """Prepend what the previous read left of an incomplete message (callers skip the call when nothing was)."""
     leftover += data
     joined = bytes(leftover)
     leftover.clear()
@@ -348,41 +346,25 @@ class PgClientSession(asyncio.Protocol):
     # --- relay ---------------------------------------------------------------
 
     def _relay_from_client(self, data: bytes) -> None:
-        data = _join(self.buffer, data)
-        tracker, limit = self.tracker, self.gateway.config.max_client_message
-        pos, size, sent = 0, len(data), 0
-        while size - pos >= 5:
-            kind, length = _HEADER.unpack_from(data, pos)
-            if length < 4 or length > limit:
-                raise m.ProtocolViolation(f"invalid message length {length}")
-            end = pos + 1 + length
-            if end > size:
-                break
-            if kind == b"X":
-                self._send_upstream(data[sent:pos])
-                self.clean_exit = True
-                self._end("ended", "")
-                return
-            outcome = tracker.from_client(kind, data[pos + 5 : end])
-            if outcome is not None:
-                self._send_upstream(data[sent:pos])
-                sent = end
-                if type(outcome) is bytes:
-                    self._send_upstream(outcome)
-                elif outcome.action == "review":
-                    self.buffer += data[end:]
-                    self._hold_for_review(kind, data[pos + 5 : end], outcome)
-                    return
-                else:
-                    self._send_upstream(tracker.deny(kind, data[pos + 5 : end], outcome))
-            pos = end
-        self._send_upstream(data if sent == 0 and pos == size else data[sent:pos])
-        if pos < size:
-            self.buffer += data[pos:]
+        if self.buffer:
+            data = _join(self.buffer, data)
+        send, framed, stop = self.tracker.relay_from_client(data, self.gateway.config.max_client_message)
+        self._send_upstream(send)
+        if stop is None:
+            if framed < len(data):
+                self.buffer += data[framed:]
+            return
+        kind, payload, verdict = stop
+        if verdict is None:  # a Terminate: what followed it is dropped, as the server would
+            self.clean_exit = True
+            self._end("ended", "")
+            return
+        self.buffer += data[framed:]
+        self._hold_for_review(kind, payload, verdict)
 
     def _send_upstream(self, data: bytes) -> None:
         if data:
-            self.upstream.write(data)
+            self.upstream.transport.write(data)
             self.bytes_in += len(data)
 
     # --- review holds --------------------------------------------------------
@@ -430,7 +412,8 @@ class PgClientSession(asyncio.Protocol):
     def from_upstream(self, data: bytes) -> None:
         """Relay upstream bytes; the tracker frames them and may replace a message."""
         leftover = self.upstream.buffer
-        data = _join(leftover, data)
+        if leftover:
+            data = _join(leftover, data)
         try:
             forward, framed = self.tracker.relay_from_server(data)
         except m.ProtocolViolation as exc:

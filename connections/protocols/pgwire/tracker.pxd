@@ -6,8 +6,8 @@
 cimport cython
 
 
-@cython.locals(length=Py_ssize_t)
 cdef Py_ssize_t _message_length(bytes data, Py_ssize_t pos) except -1
+cdef bytes _spliced(list parts, bytes data, Py_ssize_t sent, Py_ssize_t pos)
 
 
 cdef class Execution:
@@ -52,8 +52,12 @@ cdef class StatementTracker:
     cdef public dict server_handlers
 
     # The per-message path: C calls between these, Python calls only into the handlers' tables.
+    @cython.locals(raw=cython.p_char, pos=Py_ssize_t, size=Py_ssize_t, sent=Py_ssize_t, end=Py_ssize_t,
+                   length=Py_ssize_t, parts=list)
+    cpdef tuple relay_from_client(self, bytes data, Py_ssize_t limit)
     cpdef from_client(self, bytes kind, bytes payload)
-    @cython.locals(raw=cython.p_char, pos=Py_ssize_t, size=Py_ssize_t, sent=Py_ssize_t, end=Py_ssize_t, parts=list)
+    @cython.locals(raw=cython.p_char, pos=Py_ssize_t, size=Py_ssize_t, sent=Py_ssize_t, end=Py_ssize_t,
+                   length=Py_ssize_t, parts=list)
     cpdef tuple relay_from_server(self, bytes data)
     @cython.locals(raw=cython.p_char)
     cpdef from_server(self, bytes kind, bytes data, Py_ssize_t start, Py_ssize_t end)
@@ -66,6 +70,8 @@ cdef class StatementTracker:
     cdef _current(self)
     @cython.locals(raw=cython.p_char)
     cdef _on_data_row(self, bytes data, Py_ssize_t start, Py_ssize_t end)
+    cdef _mask_row(self, Execution execution, bytes data, Py_ssize_t start, Py_ssize_t end)
+    cdef _plan_masking(self, Execution execution)
     cpdef _on_row_description(self, bytes payload)
     cpdef _on_command_complete(self, bytes payload)
     cdef _record_row(self, Execution execution, bytes payload, Py_ssize_t size)

@@ -115,19 +115,27 @@ def _error_summary(payload: bytes) -> dict:
 
 
 def _message_length(data: bytes, pos: int) -> int:
-    """The length word of the server message at `pos`; ProtocolViolation if no message can be that long."""
+    """The length word of the message at `pos` (the caller checked that its 5-byte header is there)."""
     if data[pos + 1] & 0x80:  # 2 GiB or more
-        length = int.from_bytes(data[pos + 1 : pos + 5])
-    else:  # read as in messages.parse_data_row
-        length = (
-            (data[pos + 1] & 0xFF) << 24
-            | (data[pos + 2] & 0xFF) << 16
-            | (data[pos + 3] & 0xFF) << 8
-            | (data[pos + 4] & 0xFF)
-        )
-    if length < 4 or length > MAX_MESSAGE:
-        raise ProtocolViolation(f"upstream sent an invalid message length {length}")
-    return length
+        return int.from_bytes(data[pos + 1 : pos + 5])
+    return (  # read as in messages.parse_data_row
+        (data[pos + 1] & 0xFF) << 24
+        | (data[pos + 2] & 0xFF) << 16
+        | (data[pos + 3] & 0xFF) << 8
+        | (data[pos + 4] & 0xFF)
+    )
+
+
+def _spliced(parts: list | None, data: bytes, sent: int, pos: int) -> bytes:
+    """data[:pos] with messages replaced: `parts` holds the pieces up to `sent`, replacements included.
+
+    None for `parts` means nothing was replaced (and `sent` is 0): the relay loops make the list only
+    when a message is replaced, so that the common read is passed on as it came.
+    """
+    if parts is None:
+        return data if pos == len(data) else data[:pos]
+    parts.append(data[sent:pos])
+    return b"".join(parts)
 
 
 class Described(NamedTuple):
@@ -201,6 +209,7 @@ class StatementTracker:
     `policy` is None (nothing judged, nothing masked) or a
     connections.policy.session_policy.SessionPolicy: `check(sql)`,
     `check_parse(name, sql)` and `check_function_call(oid)` give Verdicts,
+    `objection(sql)` gives one unless it allows the query (then None),
     `forget(name)` drops a closed prepared statement, `masker` masks.
     """
 
@@ -262,6 +271,43 @@ class StatementTracker:
 
     # --- client → server -----------------------------------------------------
 
+    def relay_from_client(self, data: bytes, limit: int) -> tuple[bytes, int, tuple | None]:
+        """Frame client bytes that start at a message: (what to send upstream, bytes framed, stop).
+
+        Each whole message goes through `from_client`; a denied one is replaced by what `deny` sends.
+        Framing stops at a Terminate or at a statement held for review, which is framed but not sent:
+        `stop` is then (kind, payload, verdict), the verdict None for a Terminate. Otherwise `stop` is
+        None, and what follows the last whole message is the caller's to keep for the next read.
+        Raises ProtocolViolation on a length under 4 or over `limit`. Compiled, this loop is C.
+        """
+        raw = data  # char * in tracker.pxd, as in relay_from_server
+        pos, size, sent = 0, len(data), 0
+        parts = None
+        while size - pos >= 5:
+            length = _message_length(data, pos)
+            if length < 4 or length > limit:
+                raise ProtocolViolation(f"invalid message length {length}")
+            end = pos + 1 + length
+            if end > size:
+                break
+            kind = raw[pos : pos + 1]
+            if kind == b"X":
+                return _spliced(parts, data, sent, pos), end, (kind, b"", None)
+            payload = raw[pos + 5 : end]
+            outcome = self.from_client(kind, payload)
+            if outcome is not None:
+                if type(outcome) is not bytes:
+                    if outcome.action == "review":
+                        return _spliced(parts, data, sent, pos), end, (kind, payload, outcome)
+                    outcome = self.deny(kind, payload, outcome)
+                if parts is None:
+                    parts = []
+                parts.append(data[sent:pos])
+                parts.append(outcome)
+                sent = end
+            pos = end
+        return _spliced(parts, data, sent, pos), pos, None
+
     def from_client(self, kind: bytes, payload: bytes):
         """See one client message before it is sent.
 
@@ -281,8 +327,8 @@ class StatementTracker:
         """`from_client` for a Query, the hot message: its text is decoded once, for the verdict and the recording."""
         text = self._text_of(b"Q", payload)
         if self.policy is not None:
-            verdict = self.policy.check(text)
-            if verdict.action != "allow":
+            verdict = self.policy.objection(text)
+            if verdict is not None:
                 return verdict
         try:
             self._on_query_text(text)
@@ -453,13 +499,16 @@ class StatementTracker:
         pos, size, sent = 0, len(data), 0
         parts = None
         while size - pos >= 5:
-            end = pos + 1 + _message_length(data, pos)
+            length = _message_length(data, pos)
+            if length < 4 or length > MAX_MESSAGE:
+                raise ProtocolViolation(f"upstream sent an invalid message length {length}")
+            end = pos + 1 + length
             if end > size:
                 break
             try:
                 replacement = self.from_server(raw[pos : pos + 1], data, pos + 5, end)
             except MaskingFailed as exc:
-                exc.forward = b"".join(parts) + data[sent:pos] if parts is not None else data[:pos]
+                exc.forward = _spliced(parts, data, sent, pos)
                 raise
             if replacement is not None:
                 if parts is None:
@@ -468,10 +517,7 @@ class StatementTracker:
                 parts.append(replacement)
                 sent = end
             pos = end
-        if parts is None:
-            return (data if pos == size else data[:pos]), pos
-        parts.append(data[sent:pos])
-        return b"".join(parts), pos
+        return _spliced(parts, data, sent, pos), pos
 
     def from_server(self, kind: bytes, data: bytes, start: int, end: int) -> bytes | None:
         """See the server message data[start:end] (its payload) of type `kind`.

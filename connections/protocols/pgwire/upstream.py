@@ -277,9 +277,6 @@ class PgUpstream(asyncio.Protocol):
         self.transport.write(m.query(sql))
         return await self.own_query
 
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             if self.state in (UpstreamState.IDLE, UpstreamState.RELAY, UpstreamState.RESETTING):
