@@ -1,7 +1,9 @@
 """Per-statement policy cost: what the guardrails add to each statement, in microseconds.
 
 For two policies (the issue's 4-rule prod-guard and the 10-rule policy of
-bench/pg_bench.py) it times `SqlGuardrails.check` on a pgbench -S statement:
+bench/pg_bench.py) it times `SqlGuardrails.objection`, what the proxy asks of
+each statement (the verdict, or None when it is allowed), on a pgbench -S
+statement:
 
 - cold: every cache emptied first, so a full parse and rule match each time;
 - hot, same text: the exact-text verdict cache;
@@ -93,13 +95,13 @@ def measure(
             sql_facts.clear_caches()
             guardrails.clear_caches()
 
-        check = guardrails.check
-        check(PGBENCH_SELECT.format(aid=1))
+        ask = guardrails.objection
+        ask(PGBENCH_SELECT.format(aid=1))
         figures = {
-            "cold": _median_us(runs, _varying(PGBENCH_SELECT, cold_iterations), check, empty_caches),
-            "hot same text": _median_us(runs, lambda run: [PGBENCH_SELECT.format(aid=1)] * hot_iterations, check),
-            "hot varying literal": _median_us(runs, _varying(PGBENCH_SELECT, hot_iterations), check),
-            "hot varying, commented": _median_us(runs, _varying(COMMENTED_SELECT, hot_iterations), check),
+            "cold": _median_us(runs, _varying(PGBENCH_SELECT, cold_iterations), ask, empty_caches),
+            "hot same text": _median_us(runs, lambda run: [PGBENCH_SELECT.format(aid=1)] * hot_iterations, ask),
+            "hot varying literal": _median_us(runs, _varying(PGBENCH_SELECT, hot_iterations), ask),
+            "hot varying, commented": _median_us(runs, _varying(COMMENTED_SELECT, hot_iterations), ask),
         }
         label = f"{spec.name} ({len(spec.guardrails)} rules)"
         lines.append(f"  {label:<24}" + "  ".join(f"{name} {value:7.2f}" for name, value in figures.items()))
