@@ -589,6 +589,10 @@ def report_tps(title: str, runs: dict[str, list[PgbenchRun]]) -> list[str]:
                 f"  ratios     {name}/pgbouncer {_ratio(medians[name], medians['pgbouncer'])}"
                 f"   {name}/direct {_ratio(medians[name], medians['direct'])}"
             )
+            # A run moves by several per cent on a shared machine: the spread says how far to trust the median.
+            pairs = zip(runs[name], runs["pgbouncer"], strict=True)
+            rounds = ", ".join(_ratio(run.tps, peer.tps) for run, peer in pairs)
+            lines.append(f"             {name}/pgbouncer round by round [{rounds}]")
     lines.append(f"  ratios     pgbouncer/direct {_ratio(medians['pgbouncer'], medians['direct'])}")
     return lines
 
