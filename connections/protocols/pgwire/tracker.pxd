@@ -7,6 +7,7 @@ cimport cython
 
 
 cdef Py_ssize_t _message_length(bytes data, Py_ssize_t pos) except -1
+cdef list _replaced(list parts, bytes data, Py_ssize_t sent, Py_ssize_t pos, bytes replacement)
 cdef bytes _spliced(list parts, bytes data, Py_ssize_t sent, Py_ssize_t pos)
 
 

@@ -126,11 +126,20 @@ def _message_length(data: bytes, pos: int) -> int:
     )
 
 
+def _replaced(parts: list | None, data: bytes, sent: int, pos: int, replacement: bytes) -> list:
+    """`parts` (None: a new list) with data[sent:pos] and then the replacement of the message at `pos`."""
+    if parts is None:
+        parts = []
+    parts.append(data[sent:pos])
+    parts.append(replacement)
+    return parts
+
+
 def _spliced(parts: list | None, data: bytes, sent: int, pos: int) -> bytes:
     """data[:pos] with messages replaced: `parts` holds the pieces up to `sent`, replacements included.
 
     None for `parts` means nothing was replaced (and `sent` is 0): the relay loops make the list only
-    when a message is replaced, so that the common read is passed on as it came.
+    when a message is replaced (`_replaced`), so that the common read is passed on as it came.
     """
     if parts is None:
         return data if pos == len(data) else data[:pos]
@@ -300,10 +309,7 @@ class StatementTracker:
                     if outcome.action == "review":
                         return _spliced(parts, data, sent, pos), end, (kind, payload, outcome)
                     outcome = self.deny(kind, payload, outcome)
-                if parts is None:
-                    parts = []
-                parts.append(data[sent:pos])
-                parts.append(outcome)
+                parts = _replaced(parts, data, sent, pos, outcome)
                 sent = end
             pos = end
         return _spliced(parts, data, sent, pos), pos, None
@@ -511,10 +517,7 @@ class StatementTracker:
                 exc.forward = _spliced(parts, data, sent, pos)
                 raise
             if replacement is not None:
-                if parts is None:
-                    parts = []
-                parts.append(data[sent:pos])
-                parts.append(replacement)
+                parts = _replaced(parts, data, sent, pos, replacement)
                 sent = end
             pos = end
         return _spliced(parts, data, sent, pos), pos
